@@ -1,0 +1,109 @@
+"""One error handler: every failure leaves as JSON with a stable code and the right status.
+
+Routes under ``/v2`` answer in the Open Inference Protocol's shape (``{"error": ...}``);
+routes under ``/v1`` in OpenAI's; everything else as ``{"code", "message", "details"?}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from openmaas.domain.errors import OpenMaaSError
+
+logger = logging.getLogger("openmaas.api")
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(path: str, status: int, code: str, message: str, details: Any = None) -> Any:
+    if path.startswith("/v2"):
+        return {"error": message}
+    if path.startswith("/v1"):
+        return {
+            "error": {
+                "message": message,
+                "type": _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "api_error"),
+                "param": (details or {}).get("param") if isinstance(details, dict) else None,
+                "code": code,
+            }
+        }
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return body
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(request.url.path, status, code, message, details),
+        status_code=status,
+        headers=headers,
+    )
+
+
+async def _openmaas_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpenMaaSError)
+    if exc.status_code >= 500:
+        logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return error_response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "message": str(error.get("msg", "")),
+            "type": str(error.get("type", "")),
+        }
+        for error in exc.errors()
+    ]
+    first = problems[0] if problems else {"loc": [], "message": "invalid request"}
+    where = ".".join(part for part in first["loc"] if part != "body") or "body"
+    message = f"{where}: {first['message']}"
+    param = where if where != "body" else None
+    details: dict[str, Any] = {"errors": problems, "param": param}
+    return error_response(request, 422, "invalid_request", message, details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    code = HTTPStatus(status).phrase.lower().replace(" ", "_") if status in HTTPStatus else "error"
+    message = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
+    return error_response(request, status, code, message, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, 500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OpenMaaSError, _openmaas_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

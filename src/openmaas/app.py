@@ -1,0 +1,57 @@
+"""The one place that composes the application from one ``Settings`` object."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from openmaas import __version__
+from openmaas.api import models, system
+from openmaas.api.body_limit import BodySizeLimit
+from openmaas.api.errors import install_error_handlers
+from openmaas.platform import Platform
+from openmaas.settings import Settings
+
+logger = logging.getLogger("openmaas")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    platform = Platform.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await platform.start()
+        if settings.demo:
+            from openmaas.demo import install_demo
+
+            await install_demo(platform)
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    app = FastAPI(
+        title="OpenMaaS",
+        version=__version__,
+        description="Models as a Service: registry, serving and API management.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    install_error_handlers(app)
+    app.include_router(system.router)
+    app.include_router(models.router)
+    # Outermost, so an oversized body is refused before anything reads it.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_artifact_bytes,
+    )
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from OPENMAAS_*."""
+    return create_app(Settings())

@@ -1,0 +1,89 @@
+"""``openmaas serve``: migrate, install the demo if asked, print the banner, run uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+
+from openmaas.settings import Settings
+
+console = Console()
+
+
+async def _prepare(settings: Settings) -> object | None:
+    from openmaas.platform import Platform
+
+    platform = Platform.build(settings)
+    try:
+        await platform.start()
+        if settings.demo:
+            from openmaas.demo import install_demo
+
+            with console.status("Training and registering the demo models..."):
+                return await install_demo(platform)
+        return None
+    finally:
+        await platform.stop()
+
+
+def _banner(settings: Settings, demo: object | None) -> None:
+    url = settings.public_url
+    lines = [
+        f"[bold]OpenMaaS[/bold] is starting at [link={url}]{url}[/link]",
+        f"API docs:      {url}/docs",
+        f"Database:      {settings.database_url.split('@')[-1]}",
+    ]
+    if demo is not None:
+        lines += [
+            "",
+            "[bold]Demo[/bold] (only with --demo):",
+            f"  admin login: {demo.admin_username} / {demo.admin_password}",  # type: ignore[attr-defined]
+            f"  admin key:   {demo.admin_key}",  # type: ignore[attr-defined]
+            f"  try:         curl -H 'Authorization: Bearer {demo.admin_key}' {url}/models",  # type: ignore[attr-defined]
+        ]
+    elif settings.admin_key is None:
+        lines += [
+            "",
+            "Admin credential: set OPENMAAS_ADMIN_KEY, or start with --demo for a demo admin key.",
+        ]
+    else:
+        lines += ["", "Admin credential: the OPENMAAS_ADMIN_KEY you set."]
+    console.print(Panel("\n".join(lines), expand=False))
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Interface to bind [default: 127.0.0.1]"),
+    port: int | None = typer.Option(None, help="Port to bind [default: 8000]"),
+    data_dir: Path | None = typer.Option(None, help="Database and artifacts directory"),
+    workers: int = typer.Option(1, min=1, help="Worker processes"),
+    demo: bool = typer.Option(False, "--demo/--no-demo", help="Install demo models and users"),
+) -> None:
+    """Start the platform."""
+    overrides: dict[str, object] = {"demo": demo}
+    for field, value in (("host", host), ("port", port), ("data_dir", data_dir)):
+        if value is not None:
+            overrides[field] = value
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    credentials = asyncio.run(_prepare(settings))
+    _banner(settings, credentials)
+    # Workers rebuild Settings from the environment; the parent already migrated.
+    os.environ.update(
+        OPENMAAS_DATA_DIR=str(settings.data_dir),
+        OPENMAAS_DATABASE_URL=settings.database_url,
+        OPENMAAS_DEMO="false",
+        OPENMAAS_MIGRATE_ON_START="false",
+    )
+    uvicorn.run(
+        "openmaas.app:create_app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+    )

@@ -1,0 +1,1 @@
+"""Plain types and errors, with no I/O."""

@@ -1,0 +1,5 @@
+"""Models, versions, artifacts and aliases."""
+
+from openmaas.registry.service import RegistryService, VersionUpload
+
+__all__ = ["RegistryService", "VersionUpload"]

@@ -1,0 +1,14 @@
+"""Model engines behind one interface (see ``base``)."""
+
+from openmaas.runtimes.base import ArtifactSpec, Runtime, TensorRuntime, Tensors
+from openmaas.runtimes.catalog import available_runtimes, runtime_for_filename, runtime_named
+
+__all__ = [
+    "ArtifactSpec",
+    "Runtime",
+    "TensorRuntime",
+    "Tensors",
+    "available_runtimes",
+    "runtime_for_filename",
+    "runtime_named",
+]

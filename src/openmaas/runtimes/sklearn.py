@@ -1,0 +1,117 @@
+"""scikit-learn models: skops files by default, joblib or pickle only when allowed."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+
+from openmaas.domain.errors import BadRequest
+from openmaas.domain.models import Signature, TensorSpec
+from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
+from openmaas.runtimes.tensors import datatype_of_numpy
+
+# Above this many rows a prediction leaves the event loop for a worker thread.
+_INLINE_ROWS = 256
+
+
+def _load_estimator(spec: ArtifactSpec) -> Any:
+    suffix = spec.path.suffix.lower()
+    if suffix == ".skops":
+        import skops.io as sio
+
+        try:
+            untrusted = sio.get_untrusted_types(file=spec.path)
+            if untrusted and not spec.allow_code:
+                raise BadRequest(
+                    "the skops file holds types that are not trusted by default: "
+                    f"{', '.join(untrusted)}; an admin must allow code for this version",
+                    code="untrusted_types",
+                )
+            return sio.load(spec.path, trusted=untrusted)
+        except BadRequest:
+            raise
+        except Exception as exc:
+            raise BadRequest(f"not a readable skops file: {exc}", code="invalid_artifact") from exc
+    if not spec.allow_code:
+        raise BadRequest(
+            f"{suffix} files run code when they load (pickle); an admin must set "
+            "allow_code for this version, or upload a .skops file",
+            code="code_not_allowed",
+        )
+    try:
+        if suffix == ".joblib":
+            import joblib
+
+            return joblib.load(spec.path)
+        with spec.path.open("rb") as handle:
+            return pickle.load(handle)
+    except Exception as exc:
+        raise BadRequest(f"cannot unpickle the artifact: {exc}", code="invalid_artifact") from exc
+
+
+def _signature_of(estimator: Any) -> Signature:
+    if not hasattr(estimator, "predict"):
+        raise BadRequest("the artifact is not a fitted estimator", code="invalid_artifact")
+    features = int(getattr(estimator, "n_features_in_", -1))
+    inputs = (TensorSpec("input", "FP64", (-1, features)),)
+    classes = getattr(estimator, "classes_", None)
+    outputs: list[TensorSpec] = []
+    if classes is not None:
+        label_type = datatype_of_numpy(np.asarray(classes).dtype)
+        outputs.append(TensorSpec("predict", label_type, (-1,)))
+        if hasattr(estimator, "predict_proba"):
+            outputs.append(TensorSpec("predict_proba", "FP64", (-1, len(classes))))
+    else:
+        outputs.append(TensorSpec("predict", "FP64", (-1,)))
+    return Signature(inputs=inputs, outputs=tuple(outputs))
+
+
+class SklearnRuntime(TensorRuntime):
+    name = "sklearn"
+    suffixes = (".skops", ".joblib", ".pkl", ".pickle")
+    runs_code = (".joblib", ".pkl", ".pickle")
+
+    def __init__(self, spec: ArtifactSpec) -> None:
+        super().__init__(spec)
+        self._estimator: Any = None
+
+    @classmethod
+    def inspect(cls, spec: ArtifactSpec) -> Signature:
+        inferred = _signature_of(_load_estimator(spec))
+        return spec.signature if not spec.signature.empty else inferred
+
+    async def load(self) -> None:
+        estimator = await anyio.to_thread.run_sync(_load_estimator, self.spec)
+        if self.signature.empty:
+            self.signature = _signature_of(estimator)
+        self._estimator = estimator
+
+    async def unload(self) -> None:
+        self._estimator = None
+
+    @property
+    def ready(self) -> bool:
+        return self._estimator is not None
+
+    async def infer(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
+        features = next(iter(inputs.values()))
+        if len(features) > _INLINE_ROWS:
+            return await anyio.to_thread.run_sync(self._predict, features, outputs)
+        return self._predict(features, outputs)
+
+    def _predict(self, features: np.ndarray, outputs: Sequence[str] | None) -> Tensors:
+        wanted = outputs or [spec.name for spec in self.signature.outputs]
+        rows = features.reshape(len(features), -1) if features.ndim != 2 else features
+        result: Tensors = {}
+        for name in wanted:
+            if name == "predict":
+                result[name] = np.asarray(self._estimator.predict(rows))
+            elif name == "predict_proba":
+                result[name] = np.asarray(self._estimator.predict_proba(rows))
+            else:
+                raise BadRequest(f"unknown output {name!r}", code="unknown_output")
+        return result
