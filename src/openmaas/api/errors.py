@@ -92,8 +92,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
-    code = HTTPStatus(status).phrase.lower().replace(" ", "_") if status in HTTPStatus else "error"
-    message = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    message = str(exc.detail) if exc.detail else phrase
     return error_response(request, status, code, message, headers=exc.headers)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from openmaas.artifacts import ArtifactStore, StagedArtifact
+from openmaas.artifacts import ArtifactStore, StagedArtifact, safe_filename
 from openmaas.domain.errors import BadRequest, Conflict
 from openmaas.domain.models import (
     EMPTY_SIGNATURE,
@@ -143,6 +143,7 @@ class RegistryService:
         self, name: str, chunks: AsyncIterator[bytes], upload: VersionUpload
     ) -> ModelVersion:
         validate_name(name)
+        safe_filename(upload.filename)
         metrics = _validate_metrics(upload.metrics)
         runtime = (
             runtime_named(upload.runtime)

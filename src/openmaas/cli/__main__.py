@@ -1,0 +1,3 @@
+from openmaas.cli.main import main
+
+main()

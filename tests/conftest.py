@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openmaas.app import create_app
+from openmaas.settings import Settings
+from tests.servers import ServerThread, postgres_database, running
+
+# Rich sizes tables to the terminal; CLI output in tests must not wrap names.
+os.environ.setdefault("COLUMNS", "240")
+
+ADMIN_KEY = "om_test_admin_" + secrets.token_hex(16)
+
+
+@dataclass
+class Platform:
+    """A running platform: its URL, settings and an admin HTTP client."""
+
+    url: str
+    settings: Settings
+    server: ServerThread
+    admin: httpx.Client
+    anonymous: httpx.Client
+
+
+def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "admin_key": ADMIN_KEY,
+        "max_artifact_bytes": 2 * 1024 * 1024,
+        "max_request_bytes": 1024 * 1024,
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test that uses the platform runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    settings = make_settings(tmp_path_factory.mktemp("platform"), database_url)
+    with running(create_app(settings)) as server:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        with (
+            httpx.Client(base_url=server.url, headers=headers, timeout=60) as admin,
+            httpx.Client(base_url=server.url, timeout=60) as anonymous,
+        ):
+            yield Platform(server.url, settings, server, admin, anonymous)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"model_{secrets.token_hex(4)}"

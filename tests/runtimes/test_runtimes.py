@@ -1,0 +1,114 @@
+"""Each runtime loads its artifact, infers and unloads, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from openmaas.domain.errors import BadRequest
+from openmaas.runtimes import ArtifactSpec, available_runtimes, runtime_for_filename
+from openmaas.runtimes.onnx import OnnxRuntime
+from openmaas.runtimes.pyclass import PythonClassRuntime
+from openmaas.runtimes.sklearn import SklearnRuntime
+from tests.models import classifier, onnx_file, python_file, regressor, skops_file
+
+
+def _infer(runtime, inputs, outputs=None):
+    async def run():
+        await runtime.load()
+        assert runtime.ready
+        try:
+            return await runtime.infer(inputs, outputs)
+        finally:
+            await runtime.unload()
+            assert not runtime.ready
+
+    return asyncio.run(run())
+
+
+def test_sklearn_classifier_matches_the_estimator(tmp_path: Path) -> None:
+    model = classifier()
+    rows = np.random.default_rng(1).normal(size=(5, 3))
+    runtime = SklearnRuntime(ArtifactSpec(path=skops_file(tmp_path, model)))
+    result = _infer(runtime, {"input": rows})
+    np.testing.assert_array_equal(result["predict"], model.predict(rows))
+    np.testing.assert_allclose(result["predict_proba"], model.predict_proba(rows))
+
+
+def test_sklearn_large_batches_and_output_selection(tmp_path: Path) -> None:
+    model = regressor()
+    rows = np.random.default_rng(2).normal(size=(1000, 2))
+    runtime = SklearnRuntime(ArtifactSpec(path=skops_file(tmp_path, model)))
+    result = _infer(runtime, {"input": rows}, ["predict"])
+    np.testing.assert_allclose(result["predict"], model.predict(rows))
+    with pytest.raises(BadRequest):
+        _infer(
+            SklearnRuntime(ArtifactSpec(path=skops_file(tmp_path, model))), {"input": rows}, ["x"]
+        )
+
+
+def test_sklearn_pickle_needs_permission(tmp_path: Path) -> None:
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(regressor()))
+    with pytest.raises(BadRequest) as error:
+        SklearnRuntime.inspect(ArtifactSpec(path=path))
+    assert error.value.code == "code_not_allowed"
+    signature = SklearnRuntime.inspect(ArtifactSpec(path=path, allow_code=True))
+    assert signature.inputs[0].shape == (-1, 2)
+
+
+def test_skops_with_untrusted_types_needs_permission(tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    model = FunctionTransformer(func=np.log1p).fit(np.ones((3, 2)))
+    path = tmp_path / "untrusted.skops"
+    sio.dump(model, path)
+    with pytest.raises(BadRequest) as error:
+        SklearnRuntime.inspect(ArtifactSpec(path=path))
+    assert error.value.code in ("untrusted_types", "invalid_artifact")
+
+
+def test_onnx_runtime(tmp_path: Path) -> None:
+    model = classifier(features=4)
+    rows = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
+    runtime = OnnxRuntime(ArtifactSpec(path=onnx_file(tmp_path, model, 4)))
+    result = _infer(runtime, {"X": rows})
+    label = next(name for name in result if "label" in name)
+    np.testing.assert_array_equal(result[label], model.predict(rows))
+
+
+def test_onnx_rejects_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "x.onnx"
+    path.write_bytes(b"not onnx")
+    with pytest.raises(BadRequest):
+        OnnxRuntime.inspect(ArtifactSpec(path=path))
+
+
+def test_python_class_runtime(tmp_path: Path) -> None:
+    spec = ArtifactSpec(path=python_file(tmp_path), allow_code=True)
+    assert PythonClassRuntime.inspect(spec).outputs[0].name == "doubled"
+    result = _infer(PythonClassRuntime(spec), {"x": np.array([[1.0], [2.5]])})
+    np.testing.assert_allclose(result["doubled"], [2.0, 5.0])
+    with pytest.raises(BadRequest):
+        PythonClassRuntime.inspect(ArtifactSpec(path=python_file(tmp_path)))
+
+
+def test_python_module_that_raises_on_import(tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(BadRequest) as error:
+        PythonClassRuntime.inspect(ArtifactSpec(path=path, allow_code=True))
+    assert "boom" in error.value.message
+
+
+def test_catalog_knows_built_ins_and_suffixes() -> None:
+    assert {"sklearn", "onnx", "python"} <= set(available_runtimes())
+    assert runtime_for_filename("a.SKOPS") is SklearnRuntime
+    assert runtime_for_filename("a.onnx") is OnnxRuntime
+    with pytest.raises(BadRequest):
+        runtime_for_filename("a.bin")

@@ -1,0 +1,98 @@
+"""Real servers on loopback for the tests: uvicorn in a thread, databases per session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+POSTGRES_URL = os.environ.get(
+    "OPENMAAS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("OPENMAAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unavailable(service: str, reason: str) -> None:
+    """Skip on a developer's machine; fail in CI, where the service must be there."""
+    message = f"{service} is not reachable ({reason})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true requires it")
+    pytest.skip(message)
+
+
+class ServerThread:
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@contextmanager
+def running(app: FastAPI) -> Iterator[ServerThread]:
+    server = ServerThread(app)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _admin_postgres_url() -> str:
+    return POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _postgres_statement(statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(_admin_postgres_url(), timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test session, dropped afterwards."""
+    name = f"openmaas_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_postgres_statement(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        unavailable("PostgreSQL", f"{POSTGRES_URL}: {exc!r}")
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(_postgres_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

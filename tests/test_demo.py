@@ -1,0 +1,34 @@
+"""The demo is installed once and is the same on every start."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from openmaas.demo import install_demo
+from openmaas.platform import Platform
+from tests.conftest import make_settings
+
+
+def test_demo_is_idempotent_and_models_learn(tmp_path: Path) -> None:
+    async def run() -> None:
+        platform = Platform.build(make_settings(tmp_path))
+        await platform.start()
+        try:
+            first = await install_demo(platform)
+            second = await install_demo(platform)
+            assert first.admin_key == second.admin_key
+            principal = await platform.access.require_admin(first.admin_key)
+            assert principal.username == "admin"
+            _models, total = await platform.registry.list_models()
+            assert total == 2
+            version = (await platform.registry.list_versions("binary_classifier"))[0]
+            assert version.metrics["accuracy"] > 0.9
+            assert version.signature.inputs[0].shape == (-1, 3)
+            quadratic = (await platform.registry.list_versions("quadratic_predictor"))[0]
+            assert quadratic.metrics["r2"] > 0.99
+        finally:
+            await platform.stop()
+
+    asyncio.run(run())
+    assert (tmp_path / "demo-admin-key").stat().st_mode & 0o777 == 0o600
