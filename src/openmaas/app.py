@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from openmaas import __version__
-from openmaas.api import models, system
+from openmaas.api import deployments, metrics, models, predict, system, v2
 from openmaas.api.body_limit import BodySizeLimit
 from openmaas.api.errors import install_error_handlers
+from openmaas.api.openapi import install_openapi
 from openmaas.platform import Platform
 from openmaas.settings import Settings
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
             from openmaas.demo import install_demo
 
             await install_demo(platform)
+        await platform.start_serving()
         try:
             yield
         finally:
@@ -43,6 +45,12 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(models.router)
+    app.include_router(deployments.router)
+    app.include_router(predict.router)
+    app.include_router(v2.router)
+    app.include_router(v2.repository)
+    app.include_router(metrics.router)
+    install_openapi(app, platform.serving.table)
     # Outermost, so an oversized body is refused before anything reads it.
     app.add_middleware(
         BodySizeLimit,

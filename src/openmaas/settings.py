@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     """When set, a bearer credential with full admin rights (automation and tests)."""
 
+    model_cache_bytes: int = 4 * 1024**3
+    """Memory budget of loaded models; least recently used ones are evicted past it."""
+
+    sync_interval_s: float = 1.0
+    """How often each worker picks up deployments and changes made by other workers."""
+
     log_level: str = "info"
     """Log level of the server and of OpenMaaS' own loggers."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ import anyio
 
 from openmaas.demo.training import train_binary_classifier, train_quadratic_predictor
 from openmaas.domain.accounts import Role
-from openmaas.domain.errors import NotFound
+from openmaas.domain.deployments import DeploymentConfig
+from openmaas.domain.errors import Conflict, NotFound
 from openmaas.platform import Platform
 from openmaas.registry import VersionUpload
 
@@ -62,6 +64,19 @@ async def _register_demo_models(platform: Platform) -> None:
             await registry.register_version(name, _file_chunks(path), upload)
 
 
+async def _deploy_demo_models(platform: Platform) -> None:
+    for name, *_ in _MODELS:
+        # Conflict: deployed on an earlier start.
+        with contextlib.suppress(Conflict):
+            await platform.serving.deploy(
+                model_name=name,
+                version=None,
+                endpoint_name=name,
+                config=DeploymentConfig(max_batch_size=32, max_wait_ms=1.0),
+                wait=False,
+            )
+
+
 async def _demo_admin_key(platform: Platform, user_id: int) -> str:
     # The key is shown on every demo start, so the demo keeps it in a private file.
     key_file = platform.settings.data_dir / _KEY_FILE
@@ -80,4 +95,5 @@ async def install_demo(platform: Platform) -> DemoCredentials:
     )
     key = await _demo_admin_key(platform, admin_id)
     await _register_demo_models(platform)
+    await _deploy_demo_models(platform)
     return DemoCredentials(admin_username=username, admin_password=password, admin_key=key)

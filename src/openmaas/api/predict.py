@@ -1,0 +1,113 @@
+"""``POST /predict`` (model named in the body) and ``POST /predict/{endpoint}`` (seed 004)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from openmaas.api.admission import admit
+from openmaas.api.deps import PlatformDep
+from openmaas.api.wire import json_response, read_json
+from openmaas.domain.errors import BadRequest
+from openmaas.runtimes import Tensors
+from openmaas.serving.endpoints import Endpoint
+from openmaas.serving.tensors import conform
+
+router = APIRouter(tags=["inference"])
+
+
+def _array(value: Any, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(
+            f"input {name!r} is not a rectangular array", code="invalid_input"
+        ) from exc
+    if array.dtype.kind == "O" or array.size == 0:
+        raise BadRequest(
+            f"input {name!r} must be a number, a list of numbers or a list of equal-length rows",
+            code="invalid_input",
+        )
+    return array
+
+
+def _tensors(endpoint: Endpoint, payload: Any) -> tuple[Tensors, bool]:
+    """Request tensors and whether the caller sent one unbatched example."""
+    specs = endpoint.version.signature.inputs
+    if isinstance(payload, dict) and (len(specs) != 1 or set(payload) <= {s.name for s in specs}):
+        raw = {str(name): _array(value, str(name)) for name, value in payload.items()}
+    else:
+        raw = {specs[0].name if specs else "input": _array(payload, "input")}
+    return conform(endpoint.version.signature, raw, add_batch_dim=True), _is_single(specs, raw)
+
+
+def _is_single(specs: Any, raw: Tensors) -> bool:
+    """One example without its batch dimension: a scalar, or a flat row of features.
+
+    A flat list for a one-feature model is a batch of values (``[1, 2, 3]`` → three).
+    """
+    if len(specs) != 1:
+        return False
+    shape = specs[0].shape
+    value = next(iter(raw.values()))
+    if value.ndim == 0:
+        return True
+    one_feature_column = len(shape) == 2 and shape[1] == 1
+    return value.ndim == len(shape) - 1 and not one_feature_column
+
+
+def _plain(value: np.ndarray) -> Any:
+    if value.dtype.kind == "S":
+        value = np.char.decode(value, "utf-8")
+    return value.tolist()
+
+
+def _answer(endpoint: Endpoint, outputs: Tensors, single: bool) -> dict[str, Any]:
+    values = {name: _plain(value[0] if single else value) for name, value in outputs.items()}
+    first = next(iter(values.values()))
+    return {
+        "model_name": endpoint.deployment.model_name,
+        "version": endpoint.deployment.version,
+        "endpoint": endpoint.name,
+        "prediction": first,
+        "outputs": values,
+    }
+
+
+async def _predict(platform: Any, endpoint: Endpoint, payload: Any, protocol: str) -> Response:
+    if "input" not in payload:
+        raise BadRequest("the body needs an 'input'", code="missing_input")
+    inputs, single = _tensors(endpoint, payload["input"])
+    outputs = await platform.serving.dataplane.infer(endpoint, inputs, protocol=protocol)
+    return json_response(_answer(endpoint, outputs, single))
+
+
+@router.post("/predict")
+async def predict(request: Request, platform: PlatformDep) -> Response:
+    """Universal endpoint: ``{"model_name", "version"?, "input"}`` → ``{"prediction"}``."""
+    payload = await read_json(request)
+    if not isinstance(payload, dict) or not isinstance(payload.get("model_name"), str):
+        raise BadRequest("the body is an object with a 'model_name' string", code="invalid_request")
+    version = payload.get("version")
+    if (version is not None and not isinstance(version, int | str)) or isinstance(version, bool):
+        raise BadRequest("'version' is a number or an alias", code="invalid_version")
+    await admit(platform, request, payload["model_name"])
+    selector = int(version) if isinstance(version, str) and version.isdigit() else version
+    if selector == "latest":
+        selector = None
+    endpoint = platform.serving.table.for_model(payload["model_name"], selector)
+    return await _predict(platform, endpoint, payload, "predict")
+
+
+@router.post("/predict/{endpoint_name}")
+async def predict_endpoint(endpoint_name: str, request: Request, platform: PlatformDep) -> Response:
+    """One deployment's endpoint: ``{"input": ...}`` → ``{"prediction": ...}``."""
+    payload = await read_json(request)
+    if not isinstance(payload, dict):
+        raise BadRequest("the body is an object with an 'input'", code="invalid_request")
+    endpoint = platform.serving.table.endpoint(endpoint_name)
+    await admit(platform, request, endpoint.deployment.model_name)
+    endpoint = platform.serving.table.endpoint(endpoint_name)
+    return await _predict(platform, endpoint, payload, "predict")

@@ -1,0 +1,198 @@
+"""The Open Inference Protocol (KServe V2): every deployed model behind one route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from openmaas import __version__
+from openmaas.api.admission import admit
+from openmaas.api.deps import PlatformDep, require_admin
+from openmaas.api.v2_codec import HEADER_LENGTH, encode_output, parse_request
+from openmaas.api.wire import json_response
+from openmaas.domain.deployments import DeploymentStatus
+from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
+from openmaas.platform import Platform
+from openmaas.serving.endpoints import Endpoint
+from openmaas.serving.tensors import conform
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+repository = APIRouter(
+    prefix="/v2/repository", tags=["open inference protocol"], dependencies=[Depends(require_admin)]
+)
+
+
+def _selector(version: str | None) -> int | str | None:
+    if version is None:
+        return None
+    return int(version) if version.isdigit() else version
+
+
+def _endpoint(platform: Platform, name: str, version: str | None) -> Endpoint:
+    return platform.serving.table.resolve(name, _selector(version))
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "openmaas",
+        "version": __version__,
+        "extensions": ["model_repository", "binary_tensor_data"],
+    }
+
+
+@router.get("/health/live")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def server_ready() -> dict[str, bool]:
+    return {"ready": True}
+
+
+async def _metadata(platform: Platform, request: Request, name: str, version: str | None) -> Any:
+    endpoint = _endpoint(platform, name, version)
+    await admit(platform, request, endpoint.deployment.model_name)
+    versions = platform.serving.table.by_model.get(endpoint.deployment.model_name, {})
+    signature = endpoint.version.signature
+    return {
+        "name": name,
+        "versions": [str(v) for v in sorted(versions)],
+        "platform": endpoint.deployment.runtime,
+        "inputs": [spec.to_dict() for spec in signature.inputs],
+        "outputs": [spec.to_dict() for spec in signature.outputs],
+    }
+
+
+@router.get("/models/{name}")
+async def model_metadata(name: str, request: Request, platform: PlatformDep) -> Any:
+    return await _metadata(platform, request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}")
+async def version_metadata(name: str, version: str, request: Request, platform: PlatformDep) -> Any:
+    return await _metadata(platform, request, name, version)
+
+
+async def _ready(platform: Platform, request: Request, name: str, version: str | None) -> Any:
+    endpoint = _endpoint(platform, name, version)
+    await admit(platform, request, endpoint.deployment.model_name)
+    if endpoint.deployment.status is not DeploymentStatus.ACTIVE:
+        raise ServiceUnavailable(
+            f"model {name!r} is {endpoint.deployment.status.value}", code="model_not_ready"
+        )
+    return {"name": name, "ready": True}
+
+
+@router.get("/models/{name}/ready")
+async def model_ready(name: str, request: Request, platform: PlatformDep) -> Any:
+    return await _ready(platform, request, name, None)
+
+
+@router.get("/models/{name}/versions/{version}/ready")
+async def version_ready(name: str, version: str, request: Request, platform: PlatformDep) -> Any:
+    return await _ready(platform, request, name, version)
+
+
+async def _infer(platform: Platform, request: Request, name: str, version: str | None) -> Response:
+    body = await request.body()
+    parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
+    endpoint = _endpoint(platform, name, version)
+    await admit(platform, request, endpoint.deployment.model_name)
+    endpoint = _endpoint(platform, name, version)
+    known_outputs = {spec.name for spec in endpoint.version.signature.outputs}
+    for output in parsed.outputs or ():
+        if known_outputs and output not in known_outputs:
+            raise BadRequest(
+                f"unknown output {output!r}; the model has {sorted(known_outputs)}",
+                code="unknown_output",
+            )
+    inputs = conform(endpoint.version.signature, parsed.inputs)
+    result = await platform.serving.dataplane.infer(endpoint, inputs, parsed.outputs, protocol="v2")
+    tensors, blobs = [], []
+    for output_name, value in result.items():
+        binary = parsed.all_binary or output_name in parsed.binary_outputs
+        tensor, blob = encode_output(output_name, value, binary)
+        tensors.append(tensor)
+        blobs.append(blob)
+    answer: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(endpoint.deployment.version),
+        "outputs": tensors,
+    }
+    if parsed.id is not None:
+        answer["id"] = parsed.id
+    if parsed.parameters:
+        answer["parameters"] = parsed.parameters
+    binary_part = b"".join(blobs)
+    if not binary_part:
+        return json_response(answer)
+    return _binary_response(answer, binary_part)
+
+
+def _binary_response(answer: dict[str, Any], binary_part: bytes) -> Response:
+    import orjson
+
+    header = orjson.dumps(answer)
+    return Response(
+        header + binary_part,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+
+
+@router.post("/models/{name}/infer")
+async def model_infer(name: str, request: Request, platform: PlatformDep) -> Response:
+    return await _infer(platform, request, name, None)
+
+
+@router.post("/models/{name}/versions/{version}/infer")
+async def version_infer(
+    name: str, version: str, request: Request, platform: PlatformDep
+) -> Response:
+    return await _infer(platform, request, name, version)
+
+
+@repository.post("/index")
+async def repository_index(platform: PlatformDep) -> list[dict[str, Any]]:
+    models, _ = await platform.registry.list_models(limit=100_000)
+    deployed = platform.serving.table.by_model
+    entries = []
+    for model in models:
+        versions = deployed.get(model.name, {})
+        entries.append(
+            {
+                "name": model.name,
+                "version": str(max(versions)) if versions else str(model.latest_version or ""),
+                "state": "READY" if versions else "UNAVAILABLE",
+                "reason": "" if versions else "not deployed",
+            }
+        )
+    return entries
+
+
+@repository.post("/models/{name}/load")
+async def repository_load(name: str, platform: PlatformDep) -> dict[str, Any]:
+    if platform.serving.table.by_model.get(name):
+        return {"name": name, "state": "READY"}
+    from openmaas.domain.deployments import DeploymentConfig
+
+    deployment = await platform.serving.deploy(
+        model_name=name, version=None, endpoint_name=None, config=DeploymentConfig()
+    )
+    if deployment["status"] == "failed":
+        await platform.serving.undeploy(endpoint_name=deployment["endpoint_name"])
+        raise ServiceUnavailable(
+            f"loading {name!r} failed: {deployment['error']}", code="load_failed"
+        )
+    return {"name": name, "state": "READY"}
+
+
+@repository.post("/models/{name}/unload")
+async def repository_unload(name: str, platform: PlatformDep) -> dict[str, Any]:
+    if not platform.serving.table.by_model.get(name):
+        raise NotFound(f"model {name!r} is not loaded", code="model_not_deployed")
+    await platform.serving.undeploy(model_name=name)
+    return {"name": name, "state": "UNAVAILABLE"}

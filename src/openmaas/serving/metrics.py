@@ -1,0 +1,59 @@
+"""Prometheus metrics labelled by model and version: one route, per-model visibility."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServingMetrics:
+    """One registry per application, so several apps in one process don't collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("model", "version")
+        self.requests = Counter(
+            "openmaas_inference_requests",
+            "Inference requests by model, version and protocol.",
+            (*labels, "protocol"),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "openmaas_inference_errors",
+            "Inference requests that failed, by model, version and error code.",
+            (*labels, "code"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "openmaas_inference_latency_seconds",
+            "Time to answer an inference request.",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "openmaas_batch_size",
+            "Rows per model invocation after dynamic batching.",
+            labels,
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.loads = Counter(
+            "openmaas_model_loads", "Models loaded into memory.", labels, registry=self.registry
+        )
+        self.evictions = Counter(
+            "openmaas_model_evictions",
+            "Models evicted from memory to stay within the budget.",
+            labels,
+            registry=self.registry,
+        )
+        self.loaded = Gauge(
+            "openmaas_loaded_models", "Models in memory now.", registry=self.registry
+        )
+        self.loaded_bytes = Gauge(
+            "openmaas_loaded_model_bytes",
+            "Estimated memory of the models in memory.",
+            registry=self.registry,
+        )

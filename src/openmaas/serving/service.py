@@ -1,0 +1,315 @@
+"""Deployments at run time: deploy, undeploy with draining, restore, and sync across workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from openmaas.domain.deployments import (
+    Deployment,
+    DeploymentConfig,
+    DeploymentStatus,
+    validate_endpoint_name,
+)
+from openmaas.domain.errors import BadRequest, Conflict, NotFound, OpenMaaSError
+from openmaas.domain.models import ModelRef, ModelVersion, Signature
+from openmaas.registry import RegistryService
+from openmaas.runtimes import runtime_named
+from openmaas.serving.batcher import Batcher
+from openmaas.serving.cache import ModelCache
+from openmaas.serving.dataplane import DataPlane
+from openmaas.serving.endpoints import Endpoint, EndpointTable
+from openmaas.serving.metrics import ServingMetrics
+from openmaas.store import Database, deployments_repo
+from openmaas.store.tables import DeploymentRow, ModelVersionRow
+
+logger = logging.getLogger("openmaas.serving")
+
+# A loaded model takes more memory than its file; a rough factor for the budget.
+_MEMORY_FACTOR = 2
+_MIN_MODEL_BYTES = 1024 * 1024
+
+
+class ServingService:
+    def __init__(
+        self,
+        db: Database,
+        registry: RegistryService,
+        *,
+        cache_bytes: int,
+        sync_interval_s: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.metrics = ServingMetrics()
+        self.cache = ModelCache(cache_bytes, self.metrics)
+        self.table = EndpointTable()
+        self.dataplane = DataPlane(self.table, self.cache, self.metrics)
+        self.sync_interval_s = sync_interval_s
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._sync_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.sync()
+        self._sync_task = asyncio.create_task(self._sync_forever())
+
+    async def stop(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.cache.clear()
+
+    # --- deploy / undeploy -------------------------------------------------------------
+
+    async def deploy(
+        self,
+        *,
+        model_name: str,
+        version: str | int | None,
+        endpoint_name: str | None,
+        config: DeploymentConfig,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        model_version = await self.registry.resolve(ModelRef.parse(model_name, version))
+        runtime_named(model_version.runtime)  # fail early for a runtime that is gone
+        name = validate_endpoint_name(
+            endpoint_name or f"{model_version.model_name}-v{model_version.version}"
+        )
+        async with self._lock:
+            async with self.db.session() as session:
+                if name in self.table.by_name or await deployments_repo.live_endpoint_exists(
+                    session=session, endpoint_name=name
+                ):
+                    raise Conflict(f"endpoint {name!r} is already deployed", code="endpoint_exists")
+                row = await deployments_repo.add_deployment(
+                    session=session,
+                    endpoint_name=name,
+                    model_name=model_version.model_name,
+                    version=model_version.version,
+                    model_version_id=await self._version_id(model_version),
+                    config=config.to_dict(),
+                )
+                await session.commit()
+            endpoint = self._endpoint(_deployment(row, model_version.runtime), model_version)
+            self.table.add(endpoint)
+        if config.warm:
+            loading = self._warm(endpoint)
+            if wait:
+                await loading
+            else:
+                self._spawn(loading)
+        else:
+            await self._set_status(endpoint, DeploymentStatus.ACTIVE)
+        return endpoint.to_dict()
+
+    async def _version_id(self, version: ModelVersion) -> int:
+        from sqlalchemy import select
+
+        from openmaas.store.tables import ModelRow
+
+        async with self.db.session() as session:
+            query = (
+                select(ModelVersionRow.id)
+                .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+                .where(ModelRow.name == version.model_name)
+                .where(ModelVersionRow.version == version.version)
+            )
+            found = await session.scalar(query)
+        if found is None:
+            raise NotFound("the version was deleted meanwhile", code="version_not_found")
+        return int(found)
+
+    async def undeploy(
+        self,
+        *,
+        endpoint_name: str | None = None,
+        model_name: str | None = None,
+        version: str | int | None = None,
+    ) -> list[dict[str, Any]]:
+        if endpoint_name:
+            targets = [self.table.endpoint(endpoint_name)]
+        elif model_name:
+            versions = self.table.by_model.get(model_name, {})
+            if version is None or version == "":
+                targets = [e for group in versions.values() for e in group]
+            else:
+                chosen = self.table.for_model(model_name, _selector(version))
+                targets = list(versions.get(chosen.deployment.version, []))
+            if not targets:
+                raise NotFound(f"model {model_name!r} is not deployed", code="model_not_deployed")
+        else:
+            raise BadRequest("name an endpoint_name, or a model_name", code="invalid_request")
+        results = []
+        for endpoint in targets:
+            await self._retire(endpoint, persist=True)
+            results.append({**endpoint.to_dict(), "status": "undeployed"})
+        return results
+
+    async def _retire(self, endpoint: Endpoint, *, persist: bool) -> None:
+        """Stop routing to the endpoint, let in-flight requests finish, free its model."""
+        endpoint.closed = True
+        self.table.remove(endpoint)
+        if persist:
+            async with self.db.session() as session:
+                await deployments_repo.set_status(
+                    session=session, deployment_id=endpoint.deployment.id, status="undeployed"
+                )
+                await session.commit()
+        endpoint.deployment.status = DeploymentStatus.UNDEPLOYED
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(endpoint.idle.wait(), endpoint.deployment.config.timeout_s)
+        if not self.table.shares_cache_key(endpoint):
+            await self.cache.drop(endpoint.cache_key)
+
+    # --- listing ----------------------------------------------------------------------
+
+    async def list(self, *, include_undeployed: bool = True) -> list[dict[str, Any]]:
+        items = [endpoint.to_dict() for endpoint in self.table.by_name.values()]
+        if include_undeployed:
+            async with self.db.session() as session:
+                for row in await deployments_repo.recent_undeployed(session=session):
+                    items.append(_undeployed_dict(row))
+        return items
+
+    # --- loading --------------------------------------------------------------------
+
+    def _endpoint(self, deployment: Deployment, version: ModelVersion) -> Endpoint:
+        config = deployment.config
+        spec = self.registry.artifact_spec(version, config.options)
+        options_key = json.dumps({**version.options, **config.options}, sort_keys=True)
+        endpoint = Endpoint(
+            deployment=deployment,
+            version=version,
+            spec=spec,
+            runtime_class=runtime_named(version.runtime),
+            cache_key=(deployment.model_version_id, options_key),
+            size=max(version.artifact_size * _MEMORY_FACTOR, _MIN_MODEL_BYTES),
+            semaphore=asyncio.Semaphore(config.max_concurrency),
+        )
+        if config.max_batch_size > 1:
+            endpoint.batcher = Batcher(
+                self.dataplane.runner(endpoint),
+                max_batch_size=config.max_batch_size,
+                max_wait_ms=config.max_wait_ms,
+            )
+        return endpoint
+
+    async def _warm(self, endpoint: Endpoint) -> None:
+        try:
+            await self.cache.ensure_loaded(
+                endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
+            )
+        except Exception as exc:
+            message = exc.message if isinstance(exc, OpenMaaSError) else repr(exc)
+            logger.warning("loading %s failed: %s", endpoint.name, message)
+            await self._set_status(endpoint, DeploymentStatus.FAILED, message)
+            return
+        self._adopt_signature(endpoint)
+        await self._set_status(endpoint, DeploymentStatus.ACTIVE)
+
+    def _adopt_signature(self, endpoint: Endpoint) -> None:
+        # Runtimes may learn the signature only when loaded (e.g. a Python class).
+        if endpoint.version.signature.empty and endpoint.cache_key in self.cache:
+            runtime = self.cache._entries[endpoint.cache_key].runtime
+            if isinstance(runtime.signature, Signature):
+                endpoint.version.signature = runtime.signature
+
+    async def _set_status(
+        self, endpoint: Endpoint, status: DeploymentStatus, error: str | None = None
+    ) -> None:
+        if endpoint.closed:
+            return
+        endpoint.deployment.status = status
+        endpoint.deployment.error = error
+        async with self.db.session() as session:
+            await deployments_repo.set_status(
+                session=session,
+                deployment_id=endpoint.deployment.id,
+                status=status.value,
+                error=error,
+            )
+            await session.commit()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- keeping every worker in step -----------------------------------------------
+
+    async def _sync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_interval_s)
+            try:
+                await self.sync()
+            except Exception:
+                logger.exception("refreshing deployments failed; retrying")
+
+    async def sync(self) -> None:
+        """Bring the table in line with the database when anything changed there."""
+        async with self.db.session() as session:
+            fingerprint = await deployments_repo.fingerprint(session=session)
+            if fingerprint == self._fingerprint:
+                return
+            live = await deployments_repo.live_deployments(session=session)
+            names = {row.model_name for row, _ in live}
+            aliases = await deployments_repo.aliases_of_models(session=session, model_names=names)
+        async with self._lock:
+            self.table.aliases = aliases
+            wanted = {row.id: (row, version_row) for row, version_row in live}
+            for endpoint in list(self.table.by_name.values()):
+                if endpoint.deployment.id not in wanted:
+                    await self._retire(endpoint, persist=False)
+            known = {e.deployment.id for e in self.table.by_name.values()}
+            for deployment_id, (row, version_row) in wanted.items():
+                if deployment_id in known:
+                    continue
+                version = await self.registry.resolve(ModelRef(row.model_name, row.version))
+                endpoint = self._endpoint(_deployment(row, version_row.runtime), version)
+                self.table.add(endpoint)
+                if endpoint.deployment.config.warm:
+                    self._spawn(self._warm(endpoint))
+            self._fingerprint = fingerprint
+
+
+def _selector(version: str | int) -> int | str:
+    text = str(version)
+    return int(text) if text.isdigit() else text
+
+
+def _deployment(row: DeploymentRow, runtime: str) -> Deployment:
+    return Deployment(
+        id=row.id,
+        endpoint_name=row.endpoint_name,
+        model_name=row.model_name,
+        version=row.version,
+        model_version_id=row.model_version_id,
+        runtime=runtime,
+        status=DeploymentStatus(row.status if row.status != "undeployed" else "deploying"),
+        config=DeploymentConfig.from_dict(row.config),
+        deployed_at=row.deployed_at,
+        error=row.error,
+    )
+
+
+def _undeployed_dict(row: DeploymentRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "endpoint_name": row.endpoint_name,
+        "model_name": row.model_name,
+        "version": row.version,
+        "status": "undeployed",
+        "error": row.error,
+        "deployed_at": row.deployed_at.isoformat(),
+        "undeployed_at": row.undeployed_at.isoformat() if row.undeployed_at else None,
+        "config": row.config,
+    }
