@@ -135,8 +135,13 @@ def _from_json(name: str, datatype: str, data: Any) -> np.ndarray:
     ok = kind in _KINDS.get(datatype, "iuf" if datatype.startswith("FP") else "iu")
     if values.size and not ok:
         raise _fail(f"input {name!r}: the data are not {datatype} values", "datatype_mismatch")
+    dtype = DATATYPE_TO_DTYPE[datatype]
+    if values.size and dtype.kind in "iu" and values.dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        if values.min() < limits.min or values.max() > limits.max:
+            raise _fail(f"input {name!r}: a value does not fit {datatype}", "datatype_mismatch")
     try:
-        return values.astype(DATATYPE_TO_DTYPE[datatype]).reshape(-1)
+        return values.astype(dtype).reshape(-1)
     except (OverflowError, ValueError) as exc:
         raise _fail(
             f"input {name!r}: a value does not fit {datatype}", "datatype_mismatch"

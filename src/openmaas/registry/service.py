@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from openmaas.runtimes import ArtifactSpec, runtime_for_filename, runtime_named
 from openmaas.store import Database, models_repo
 from openmaas.store.tables import ModelVersionRow
 
-_REGISTER_ATTEMPTS = 5
+_REGISTER_ATTEMPTS = 10
 # Path segments of the management API that a model name would shadow.
 _RESERVED_NAMES = frozenset({"stats", "resolve"})
 
@@ -180,9 +181,11 @@ class RegistryService:
         signature: Signature,
         metrics: dict[str, float],
     ) -> ModelVersion:
-        for _attempt in range(_REGISTER_ATTEMPTS):
+        for attempt in range(_REGISTER_ATTEMPTS):
+            if attempt:
+                await anyio.sleep(random.uniform(0.005, 0.05) * attempt)
             async with self.db.session() as session:
-                model = await models_repo.get_model_row(session=session, name=name)
+                model = await models_repo.get_model_row(session=session, name=name, for_update=True)
                 number = await models_repo.next_version_number(session=session, model_id=model.id)
                 row = ModelVersionRow(
                     model_id=model.id,

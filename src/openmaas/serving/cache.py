@@ -67,6 +67,9 @@ class ModelCache:
             yield entry.runtime
         finally:
             entry.in_use -= 1
+            if self._used_bytes > self.budget_bytes and not entry.in_use:
+                # Loads that found every model busy went over budget; give it back now.
+                await self._make_room(0)
 
     async def ensure_loaded(
         self, key: CacheKey, build: Callable[[], Runtime], size: int, labels: tuple[str, str]
@@ -84,11 +87,16 @@ class ModelCache:
         self._loading[key] = future
         try:
             await self._make_room(size)
-            runtime = build()
-            await runtime.load()
+            # Counted from now, so that concurrent loads see each other's room.
+            self._used_bytes += size
+            try:
+                runtime = build()
+                await runtime.load()
+            except BaseException:
+                self._used_bytes -= size
+                raise
             entry = _Entry(runtime=runtime, size=size, labels=labels)
             self._entries[key] = entry
-            self._used_bytes += size
             self.metrics.loads.labels(*labels).inc()
             self._publish_gauges()
             future.set_result(entry)

@@ -148,23 +148,31 @@ class ServingService:
                 raise NotFound(f"model {model_name!r} is not deployed", code="model_not_deployed")
         else:
             raise BadRequest("name an endpoint_name, or a model_name", code="invalid_request")
+        async with self._lock:
+            for endpoint in targets:
+                await self._detach(endpoint, persist=True)
         results = []
         for endpoint in targets:
-            await self._retire(endpoint, persist=True)
+            await self._drain(endpoint)
             results.append({**endpoint.to_dict(), "status": "undeployed"})
         return results
 
-    async def _retire(self, endpoint: Endpoint, *, persist: bool) -> None:
-        """Stop routing to the endpoint, let in-flight requests finish, free its model."""
+    async def _detach(self, endpoint: Endpoint, *, persist: bool) -> None:
+        """Stop routing to the endpoint (called under the lock)."""
+        if endpoint.closed:
+            return
         endpoint.closed = True
         self.table.remove(endpoint)
+        endpoint.deployment.status = DeploymentStatus.UNDEPLOYED
         if persist:
             async with self.db.session() as session:
                 await deployments_repo.set_status(
                     session=session, deployment_id=endpoint.deployment.id, status="undeployed"
                 )
                 await session.commit()
-        endpoint.deployment.status = DeploymentStatus.UNDEPLOYED
+
+    async def _drain(self, endpoint: Endpoint) -> None:
+        """Let in-flight requests finish, then free the model unless another endpoint uses it."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(endpoint.idle.wait(), endpoint.deployment.config.timeout_s)
         if not self.table.shares_cache_key(endpoint):
@@ -256,19 +264,24 @@ class ServingService:
 
     async def sync(self) -> None:
         """Bring the table in line with the database when anything changed there."""
-        async with self.db.session() as session:
-            fingerprint = await deployments_repo.fingerprint(session=session)
-            if fingerprint == self._fingerprint:
-                return
-            live = await deployments_repo.live_deployments(session=session)
-            names = {row.model_name for row, _ in live}
-            aliases = await deployments_repo.aliases_of_models(session=session, model_names=names)
+        # Under the lock: a deploy in this process must not land between the read and
+        # the comparison, or its fresh endpoint would look stale and be retired.
         async with self._lock:
+            async with self.db.session() as session:
+                fingerprint = await deployments_repo.fingerprint(session=session)
+                if fingerprint == self._fingerprint:
+                    return
+                live = await deployments_repo.live_deployments(session=session)
+                names = {row.model_name for row, _ in live}
+                aliases = await deployments_repo.aliases_of_models(
+                    session=session, model_names=names
+                )
             self.table.aliases = aliases
             wanted = {row.id: (row, version_row) for row, version_row in live}
             for endpoint in list(self.table.by_name.values()):
                 if endpoint.deployment.id not in wanted:
-                    await self._retire(endpoint, persist=False)
+                    await self._detach(endpoint, persist=False)
+                    self._spawn(self._drain(endpoint))
             known = {e.deployment.id for e in self.table.by_name.values()}
             for deployment_id, (row, version_row) in wanted.items():
                 if deployment_id in known:

@@ -15,8 +15,13 @@ from openmaas.store.tables import DeploymentRow, ModelAliasRow, ModelRow, ModelV
 LIVE_DEPLOYMENT_STATES = ("deploying", "active")
 
 
-async def get_model_row(*, session: AsyncSession, name: str) -> ModelRow:
-    row = await session.scalar(select(ModelRow).where(ModelRow.name == name))
+async def get_model_row(*, session: AsyncSession, name: str, for_update: bool = False) -> ModelRow:
+    query = select(ModelRow).where(ModelRow.name == name)
+    if for_update:
+        # Serialises version numbering per model on PostgreSQL (SQLite ignores it and
+        # serialises writers anyway).
+        query = query.with_for_update()
+    row = await session.scalar(query)
     if row is None:
         raise NotFound(f"model {name!r} not found", code="model_not_found")
     return row

@@ -1,0 +1,217 @@
+"""The Open Inference Protocol with tritonclient.http as the real client, and raw HTTP."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import ADMIN_KEY, Platform
+from tests.models import classifier, onnx_file
+from tests.serving.helpers import deploy, register, register_estimator
+
+
+def auth() -> dict[str, str]:
+    # A new dict each call: tritonclient writes its own headers into the one it is given.
+    return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def deployed(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    directory = tmp_path_factory.mktemp("v2")
+    model = classifier(features=3)
+    name = f"clf_{secrets.token_hex(3)}"
+    register_estimator(platform.admin, name, model, directory)
+    deploy(platform.admin, name)
+    onnx_name = f"onnx_{secrets.token_hex(3)}"
+    onnx_model = classifier(features=4, seed=2)
+    register(platform.admin, onnx_name, onnx_file(directory, onnx_model, 4))
+    deploy(platform.admin, onnx_name)
+    return {"name": name, "model": model, "onnx": onnx_name, "onnx_model": onnx_model}
+
+
+@pytest.fixture
+def client(platform: Platform):
+    url = platform.url.removeprefix("http://")
+    with triton.InferenceServerClient(url) as client:
+        yield client
+
+
+def test_server_and_model_metadata(client, deployed) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert "model_repository" in client.get_server_metadata()["extensions"]
+    metadata = client.get_model_metadata(deployed["name"], headers=auth())
+    assert metadata["versions"] == ["1"] and metadata["platform"] == "sklearn"
+    assert metadata["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 3]}]
+    assert client.is_model_ready(deployed["name"], headers=auth())
+    assert client.is_model_ready(deployed["name"], "1", headers=auth())
+    assert not client.is_model_ready("ghost", headers=auth())
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_infer_with_tritonclient(client, deployed, binary: bool) -> None:
+    rows = np.random.default_rng(0).normal(size=(4, 3))
+    tensor = triton.InferInput("input", list(rows.shape), "FP64")
+    tensor.set_data_from_numpy(rows, binary_data=binary)
+    outputs = [
+        triton.InferRequestedOutput("predict", binary_data=binary),
+        triton.InferRequestedOutput("predict_proba", binary_data=binary),
+    ]
+    result = client.infer(
+        deployed["name"], [tensor], outputs=outputs, request_id="req-7", headers=auth()
+    )
+    np.testing.assert_array_equal(result.as_numpy("predict"), deployed["model"].predict(rows))
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), deployed["model"].predict_proba(rows)
+    )
+    response = result.get_response()
+    assert response["id"] == "req-7" and response["model_version"] == "1"
+
+
+def test_output_selection_and_versions(client, deployed) -> None:
+    rows = np.ones((2, 3))
+    tensor = triton.InferInput("input", [2, 3], "FP64")
+    tensor.set_data_from_numpy(rows, binary_data=False)
+    only = [triton.InferRequestedOutput("predict_proba", binary_data=False)]
+    result = client.infer(
+        deployed["name"], [tensor], model_version="1", outputs=only, headers=auth()
+    )
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_proba"]
+
+
+def test_onnx_float32_model(client, deployed) -> None:
+    rows = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    tensor = triton.InferInput("X", [3, 4], "FP32")
+    tensor.set_data_from_numpy(rows)
+    result = client.infer(deployed["onnx"], [tensor], headers=auth())
+    np.testing.assert_array_equal(result.as_numpy("label"), deployed["onnx_model"].predict(rows))
+
+
+def test_tritonclient_sees_errors(client, deployed) -> None:
+    tensor = triton.InferInput("input", [1, 3], "FP64")
+    tensor.set_data_from_numpy(np.ones((1, 3)))
+    with pytest.raises(InferenceServerException) as missing:
+        client.infer("ghost", [tensor], headers=auth())
+    assert "ghost" in str(missing.value)
+    wrong_shape = triton.InferInput("input", [1, 5], "FP64")
+    wrong_shape.set_data_from_numpy(np.ones((1, 5)))
+    with pytest.raises(InferenceServerException) as shape:
+        client.infer(deployed["name"], [wrong_shape], headers=auth())
+    assert "shape" in str(shape.value)
+
+
+def _infer(platform: Platform, name: str, body, **kwargs):
+    if isinstance(body, bytes):
+        return platform.admin.post(f"/v2/models/{name}/infer", content=body, **kwargs)
+    return platform.admin.post(f"/v2/models/{name}/infer", json=body, **kwargs)
+
+
+def _v2_error(response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str)
+    return body["error"]
+
+
+def test_nested_and_flat_data_and_parameters(platform: Platform, deployed) -> None:
+    name = deployed["name"]
+    flat = {
+        "id": "42",
+        "parameters": {"trace": True},
+        "inputs": [
+            {"name": "input", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4, 5, 6]}
+        ],
+    }
+    nested = {
+        "inputs": [
+            {
+                "name": "anything",
+                "shape": [2, 3],
+                "datatype": "FP32",
+                "data": [[1, 2, 3], [4, 5, 6]],
+            }
+        ]
+    }
+    first = _infer(platform, name, flat).json()
+    second = _infer(platform, name, nested).json()
+    assert first["id"] == "42" and first["parameters"] == {"trace": True}
+    assert first["outputs"][0]["data"] == second["outputs"][0]["data"]
+    assert first["outputs"][0]["shape"] == [2]
+
+
+@pytest.mark.parametrize(
+    ("tensor", "fragment"),
+    [
+        ({"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2]}, "fill shape"),
+        ({"name": "input", "shape": [1, 3], "datatype": "FP99", "data": [1, 2, 3]}, "datatype"),
+        ({"name": "input", "shape": [1, 3], "datatype": "BYTES", "data": ["a", "b", "c"]}, "FP64"),
+        ({"name": "input", "shape": [1, 3], "datatype": "INT32", "data": [1.5, 2, 3]}, "INT32"),
+        ({"name": "input", "shape": [1, 3], "datatype": "UINT8", "data": [1, 2, 300]}, "UINT8"),
+        ({"name": "input", "shape": [1, 3], "datatype": "BOOL", "data": [1, 0, 1]}, "BOOL"),
+        ({"name": "input", "shape": [3], "datatype": "FP64", "data": [1, 2, 3]}, "shape"),
+        ({"name": "input", "shape": [1, -3], "datatype": "FP64", "data": [1]}, "shape"),
+        ({"name": "input", "shape": "13", "datatype": "FP64", "data": [1]}, "shape"),
+        ({"name": "input", "shape": [1, 3], "datatype": "FP64"}, "no data"),
+        ({"shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}, "name"),
+        (
+            {"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [[1, 2], [3]]},
+            "rectangular",
+        ),
+    ],
+)
+def test_bad_tensors_get_400(platform: Platform, deployed, tensor: dict, fragment: str) -> None:
+    message = _v2_error(_infer(platform, deployed["name"], {"inputs": [tensor]}), 400)
+    assert fragment.lower() in message.lower(), message
+
+
+def test_malformed_requests(platform: Platform, deployed) -> None:
+    name = deployed["name"]
+    good = {"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}
+    _v2_error(_infer(platform, name, b"{nope"), 400)
+    _v2_error(_infer(platform, name, b""), 400)
+    _v2_error(_infer(platform, name, {"inputs": []}), 400)
+    _v2_error(_infer(platform, name, {"inputs": "x"}), 400)
+    _v2_error(_infer(platform, name, [1]), 400)
+    _v2_error(_infer(platform, name, {"inputs": [good, good]}), 400)
+    _v2_error(_infer(platform, name, {"inputs": [good], "outputs": [{"name": "nope"}]}), 400)
+    _v2_error(_infer(platform, name, {"inputs": [good], "outputs": "x"}), 400)
+    headers = {"Inference-Header-Content-Length": "99999"}
+    _v2_error(_infer(platform, name, b"{}", headers=headers), 400)
+    _v2_error(_infer(platform, name, {"inputs": [good]} | {"parameters": 3}), 400)
+    _v2_error(_infer(platform, "ghost", {"inputs": [good]}), 404)
+    _v2_error(
+        platform.admin.post(f"/v2/models/{name}/versions/9/infer", json={"inputs": [good]}), 404
+    )
+    _v2_error(platform.anonymous.post(f"/v2/models/{name}/infer", json={"inputs": [good]}), 401)
+    _v2_error(platform.admin.get("/v2/models/ghost"), 404)
+
+
+def test_binary_input_with_truncated_data(platform: Platform, deployed) -> None:
+    header = (
+        b'{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP64",'
+        b'"parameters":{"binary_data_size":24}}]}'
+    )
+    body = header + np.ones(2, dtype="<f8").tobytes()
+    response = platform.admin.post(
+        f"/v2/models/{deployed['name']}/infer",
+        content=body,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    _v2_error(response, 400)
+
+
+def test_repository_extension(platform: Platform, tmp_path: Path) -> None:
+    name = f"repo_{secrets.token_hex(3)}"
+    register_estimator(platform.admin, name, classifier(), tmp_path)
+    index = platform.admin.post("/v2/repository/index").json()
+    assert {"name": name, "version": "1", "state": "UNAVAILABLE", "reason": "not deployed"} in index
+    assert platform.admin.post(f"/v2/repository/models/{name}/load").json()["state"] == "READY"
+    assert platform.admin.get(f"/v2/models/{name}/ready").status_code == 200
+    assert platform.admin.post(f"/v2/repository/models/{name}/unload").status_code == 200
+    _v2_error(platform.admin.get(f"/v2/models/{name}/ready"), 404)
+    _v2_error(platform.admin.post(f"/v2/repository/models/{name}/unload"), 404)
+    _v2_error(platform.anonymous.post("/v2/repository/index"), 401)
