@@ -42,3 +42,16 @@ def test_register_list_show_delete(platform: Platform, unique_name: str, tmp_pat
 def test_wrong_key_is_reported(platform: Platform) -> None:
     result = _run(platform, "models", "list", key="om_wrong")
     assert result.exit_code == 1 and "401" in result.output
+
+
+def test_deploy_list_undeploy(platform: Platform, unique_name: str, tmp_path: Path) -> None:
+    path = skops_file(tmp_path, classifier())
+    assert _run(platform, "models", "register", unique_name, str(path)).exit_code == 0
+    deployed = _run(platform, "deploy", f"{unique_name}/1", "--endpoint", f"{unique_name}_cli")
+    assert deployed.exit_code == 0, deployed.output
+    assert f"/predict/{unique_name}_cli" in deployed.output
+    listed = _run(platform, "deployments", "--status", "active")
+    assert f"{unique_name}_cli" in listed.output
+    assert _run(platform, "undeploy", f"{unique_name}_cli").exit_code == 0
+    again = _run(platform, "undeploy", f"{unique_name}_cli")
+    assert again.exit_code == 1 and "404" in again.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmaas.cli import db, models, serve
+from openmaas.cli import db, deployments, models, serve
 
 app = typer.Typer(
     name="openmaas",
@@ -13,6 +13,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("deploy")(deployments.deploy)
+app.command("undeploy")(deployments.undeploy)
+app.command("deployments")(deployments.deployments)
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 

@@ -23,7 +23,7 @@ def _client(url: str, key: str | None) -> Client:
     return Client(url, key)
 
 
-def _fail(error: ClientError) -> None:
+def fail(error: ClientError) -> None:
     console.print(f"[red]{error.status} {error.code}[/red]: {error.message}")
     raise typer.Exit(1)
 
@@ -35,7 +35,7 @@ def list_models(url: str = UrlOption, key: str | None = KeyOption) -> None:
         try:
             models = client.list_models()
         except ClientError as error:
-            _fail(error)
+            fail(error)
             return
     table = Table("name", "task", "latest", "versions", "aliases", "tags", "description")
     for model in models:
@@ -66,7 +66,7 @@ def show(
                 return
             model = client.get_model(ref)
         except ClientError as error:
-            _fail(error)
+            fail(error)
             return
     console.print(f"[bold]{model['name']}[/bold] ({model['task']}): {model['description']}")
     table = Table("version", "runtime", "artifact", "size", "sha256", "aliases", "deployed")
@@ -118,7 +118,7 @@ def register(
             )
         except ClientError as error:
             progress.stop()
-            _fail(error)
+            fail(error)
             return
     console.print(
         f"[green]Registered[/green] {name}/{version['version']} "
@@ -141,6 +141,6 @@ def delete(
             else:
                 client.delete_model(ref)
         except ClientError as error:
-            _fail(error)
+            fail(error)
             return
     console.print(f"[green]Deleted[/green] {ref}")

@@ -114,6 +114,32 @@ class Client:
     def delete_alias(self, name: str, alias: str) -> None:
         self._call("DELETE", f"/models/{name}/aliases/{alias}")
 
+    def deploy(
+        self,
+        model_name: str,
+        version: int | str | None = None,
+        *,
+        endpoint_name: str | None = None,
+        **config: Any,
+    ) -> dict[str, Any]:
+        body = {"model_name": model_name, "version": version, "endpoint_name": endpoint_name}
+        body.update(config)
+        return dict(self._call("POST", "/deployments/deploy", json=body))
+
+    def undeploy(
+        self,
+        *,
+        endpoint_name: str | None = None,
+        model_name: str | None = None,
+        version: int | str | None = None,
+    ) -> list[dict[str, Any]]:
+        body = {"endpoint_name": endpoint_name, "model_name": model_name, "version": version}
+        return list(self._call("POST", "/deployments/undeploy", json=body)["undeployed"])
+
+    def deployments(self, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else {}
+        return list(self._call("GET", "/deployments", params=params)["deployments"])
+
     def upload_version(
         self,
         name: str,

@@ -1,0 +1,90 @@
+"""``openmaas deploy | undeploy | deployments``."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openmaas.cli.models import KeyOption, UrlOption, fail
+from openmaas.client import Client, ClientError
+
+console = Console()
+
+
+def deploy(
+    ref: str = typer.Argument(..., help="name, name/3 or name@alias"),
+    endpoint: str | None = typer.Option(None, help="Endpoint name [default: <model>-v<n>]"),
+    max_batch_size: int = typer.Option(1, help="Dynamic batching: rows per model call"),
+    max_wait_ms: float = typer.Option(2.0, help="Dynamic batching: longest wait for company"),
+    timeout_s: float = typer.Option(30.0, help="Per-request timeout"),
+    url: str = UrlOption,
+    key: str | None = KeyOption,
+) -> None:
+    """Deploy a model version."""
+    name, version = ref, None
+    if "@" in ref:
+        name, version = ref.split("@", 1)
+    elif "/" in ref:
+        name, version = ref.split("/", 1)
+    with Client(url, key) as client, console.status(f"deploying {ref}..."):
+        try:
+            deployment = client.deploy(
+                name,
+                version,
+                endpoint_name=endpoint,
+                max_batch_size=max_batch_size,
+                max_wait_ms=max_wait_ms,
+                timeout_s=timeout_s,
+            )
+        except ClientError as error:
+            fail(error)
+            return
+    console.print(
+        f"[green]Deployed[/green] {deployment['model_name']}/{deployment['version']} at "
+        f"{url}/predict/{deployment['endpoint_name']} ({deployment['status']})"
+    )
+
+
+def undeploy(
+    endpoint: str = typer.Argument(..., help="Endpoint name"),
+    url: str = UrlOption,
+    key: str | None = KeyOption,
+) -> None:
+    """Undeploy an endpoint (requests in flight finish first)."""
+    with Client(url, key) as client:
+        try:
+            client.undeploy(endpoint_name=endpoint)
+        except ClientError as error:
+            fail(error)
+            return
+    console.print(f"[green]Undeployed[/green] {endpoint}")
+
+
+def deployments(
+    status: str | None = typer.Option(None, help="deploying, active, failed or undeployed"),
+    url: str = UrlOption,
+    key: str | None = KeyOption,
+) -> None:
+    """List deployments with their traffic and latency."""
+    with Client(url, key) as client:
+        try:
+            items = client.deployments(status)
+        except ClientError as error:
+            fail(error)
+            return
+    table = Table(
+        "endpoint", "model", "version", "status", "requests", "errors", "p50 ms", "p99 ms"
+    )
+    for item in items:
+        table.add_row(
+            item["endpoint_name"],
+            item["model_name"],
+            str(item["version"]),
+            item["status"],
+            str(item.get("request_count", "")),
+            str(item.get("error_count", "")),
+            str(item.get("p50_latency_ms") or ""),
+            str(item.get("p99_latency_ms") or ""),
+        )
+    console.print(table)
