@@ -111,7 +111,16 @@ def start_mlserver(binary: str, directory: Path, model_file: Path) -> tuple[subp
     model_dir.mkdir(parents=True)
     shutil.copy(model_file, model_dir / "model.joblib")
     (directory / "settings.json").write_text(
-        json.dumps({"http_port": port, "grpc_port": free_port(), "metrics_port": free_port()})
+        # parallel_workers=0: inference in the server process, as OpenMaaS does it; MLServer's
+        # worker pool also fails to start on this Python ("no current event loop").
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "parallel_workers": 0,
+            }
+        )
     )
     (model_dir / "model-settings.json").write_text(
         json.dumps(
