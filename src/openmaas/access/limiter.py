@@ -24,6 +24,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 
 from openmaas.domain.errors import ServiceUnavailable
 
+_REDIS_CONNECTIONS = 64
 _WINDOWS: dict[str, tuple[type[RateLimitItem], int]] = {
     "second": (RateLimitItemPerSecond, 1),
     "minute": (RateLimitItemPerMinute, 1),
@@ -51,11 +52,19 @@ class Limiter:
         self.shared = bool(redis_url)
         storage: Storage
         if redis_url:
+            from redis.asyncio import BlockingConnectionPool
+
+            # A bounded pool that makes callers wait for a connection: the default pool
+            # refuses outright once full, which under a burst would turn into 503s.
+            pool = BlockingConnectionPool.from_url(
+                redis_url, max_connections=_REDIS_CONNECTIONS, timeout=10
+            )
             storage = RedisStorage(
                 f"async+{redis_url}",
                 implementation="redispy",
                 key_prefix=f"{prefix}:limits",
                 wrap_exceptions=True,
+                connection_pool=pool,
             )
         else:
             storage = MemoryStorage()
@@ -104,6 +113,9 @@ class Limiter:
         timer = getattr(self.storage, "timer", None)
         if timer is not None and not timer.done():
             timer.cancel()
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
 
 
 def _unavailable() -> ServiceUnavailable:
