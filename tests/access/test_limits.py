@@ -68,7 +68,9 @@ def test_limit_admits_exactly_n_of_200_concurrent_in_memory(
 def test_limit_admits_exactly_n_of_200_concurrent_in_redis(
     redis_platform: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    with httpx.Client(base_url=redis_platform, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+    with httpx.Client(
+        base_url=redis_platform, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as admin:
         make = Factory(redis_platform, admin)
         try:
             _developer, _app, key = make.key_for(requests_per_hour=53)
@@ -117,9 +119,10 @@ def test_in_memory_monthly_quota_survives_a_restart(
 ) -> None:
     settings = make_settings(tmp_path_factory.mktemp("quota"))
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with running(create_gated_app(settings)) as server, httpx.Client(
-        base_url=server.url, headers=headers
-    ) as admin:
+    with (
+        running(create_gated_app(settings)) as server,
+        httpx.Client(base_url=server.url, headers=headers) as admin,
+    ):
         make = Factory(server.url, admin)
         _developer, _app, key = make.key_for(monthly_token_quota=100)
         assert infer(make.client(), key, output_tokens=150).status_code == 200
