@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from openmaas.access import Admission
+from openmaas.access.gate import Attribution
 from openmaas.app import create_app
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.metering import UsageEvent
@@ -46,12 +47,17 @@ async def _infer(model: str, request: Request) -> JSONResponse:
         status = exc.status_code
         raise
     finally:
+        who = (
+            Attribution(admission.principal.user_id, admission.application_id, admission.key_id)
+            if admission
+            else platform.gate.attribute(request.headers)
+        )
         platform.usage.record(
             UsageEvent(
                 at=datetime.now(UTC),
-                user_id=admission.principal.user_id if admission else None,
-                application_id=admission.application_id if admission else None,
-                key_id=admission.key_id if admission else None,
+                user_id=who.user_id,
+                application_id=who.application_id,
+                key_id=who.key_id,
                 model=model,
                 version=1,
                 endpoint=None,

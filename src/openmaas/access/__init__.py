@@ -4,7 +4,7 @@ from openmaas.access.accounts import AccountService
 from openmaas.access.applications import ApplicationService
 from openmaas.access.audit import AuditLog
 from openmaas.access.credentials import credential_from_headers
-from openmaas.access.gate import AccessGate, Admission
+from openmaas.access.gate import AccessGate, Admission, Attribution
 from openmaas.access.limiter import Limiter
 from openmaas.access.oidc import OidcClient
 from openmaas.access.plans import PlanService
@@ -18,6 +18,7 @@ __all__ = [
     "AccountService",
     "Admission",
     "ApplicationService",
+    "Attribution",
     "AuditLog",
     "Limiter",
     "OidcClient",

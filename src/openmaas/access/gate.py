@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from openmaas.access.credentials import credential_from_headers
+from openmaas.access.credentials import credential_from_headers, hash_key
 from openmaas.access.limiter import Limiter, WindowState
 from openmaas.access.service import AccessService
 from openmaas.access.snapshot import SnapshotStore
@@ -37,6 +37,15 @@ class Admission:
     key_id: int | None
     plan: str | None
     headers: dict[str, str]  # X-RateLimit-Limit/Remaining/Reset to add to the response
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Whose request it was, as far as the credential tells; for usage of refused requests."""
+
+    user_id: int | None = None
+    application_id: int | None = None
+    key_id: int | None = None
 
 
 def _month(now: datetime | None = None) -> str:
@@ -61,6 +70,11 @@ def _limited(state: WindowState, limit_name: str) -> RateLimited:
         details={"limit": limit_name, "retry_after": state.reset_after},
         headers=headers,
     )
+
+
+def _hash_or_empty(headers: Mapping[str, str]) -> str:
+    key = credential_from_headers(headers)
+    return hash_key(key) if key else ""
 
 
 class AccessGate:
@@ -112,6 +126,25 @@ class AccessGate:
             )
         limit_headers = await self._enforce(plan, application.id)
         return Admission(principal, application.id, key.id, plan.name, limit_headers)
+
+    def attribute(self, headers: Mapping[str, str]) -> Attribution:
+        """Who sent a request ``admit`` refused (403, 429): no I/O, never raises.
+
+        Lets a 403 or 429 be metered against its application; unknown keys give Nones.
+        """
+        try:
+            identity = self.access.identify_key(credential_from_headers(headers))
+        except Exception:
+            entry = self.snapshots.current.keys.get(_hash_or_empty(headers))
+            if entry is None:
+                return Attribution()
+            return Attribution(entry.user_id, entry.application_id, entry.id)
+        key = identity.key
+        return Attribution(
+            identity.principal.user_id,
+            key.application_id if key else None,
+            key.id if key else None,
+        )
 
     async def _enforce(self, plan: Plan, application_id: int) -> dict[str, str]:
         app = str(application_id)
