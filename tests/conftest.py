@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openmaas.app import create_app
 from openmaas.settings import Settings
+from tests.accounts import Developer, Factory
+from tests.gated import create_gated_app
 from tests.servers import ServerThread, postgres_database, running
 
 # Rich sizes tables to the terminal; CLI output in tests must not wrap names.
@@ -38,6 +39,7 @@ def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -
         "max_artifact_bytes": 2 * 1024 * 1024,
         "max_request_bytes": 1024 * 1024,
         "log_level": "warning",
+        "usage_flush_seconds": 1.0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -56,7 +58,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     settings = make_settings(tmp_path_factory.mktemp("platform"), database_url)
-    with running(create_app(settings)) as server:
+    # The platform's app plus a stand-in inference route that goes through the gate.
+    with running(create_gated_app(settings)) as server:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with (
             httpx.Client(base_url=server.url, headers=headers, timeout=60) as admin,
@@ -68,3 +71,18 @@ def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture
 def unique_name() -> str:
     return f"model_{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def make(platform: Platform) -> Iterator[Factory]:
+    """Creates developers, plans, applications and keys over HTTP; closes its clients."""
+    factory = Factory(platform.url, platform.admin)
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def developer(make: Factory) -> Developer:
+    return make.developer()

@@ -96,3 +96,34 @@ def postgres_database() -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         asyncio.run(_postgres_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def redis_or_skip() -> str:
+    """The test Redis URL, after checking that it answers."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:
+        unavailable("Redis", f"{REDIS_URL}: {exc!r}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+def unique_redis_prefix() -> str:
+    """A key prefix of its own, so parallel test runs never share counters."""
+    return f"openmaas-test-{uuid.uuid4().hex[:12]}"
+
+
+def drop_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -7,9 +7,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from openmaas import __version__
-from openmaas.api import deployments, metrics, models, predict, system, v2
+from openmaas.api import (
+    admin,
+    applications,
+    auth,
+    deployments,
+    metrics,
+    models,
+    plans,
+    predict,
+    system,
+    usage,
+    v2,
+)
 from openmaas.api.body_limit import BodySizeLimit
 from openmaas.api.errors import install_error_handlers
 from openmaas.api.openapi import install_openapi
@@ -51,12 +64,33 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(v2.repository)
     app.include_router(metrics.router)
     install_openapi(app, platform.serving.table)
-    # Outermost, so an oversized body is refused before anything reads it.
+    for module in (auth, applications, plans, usage, admin):
+        app.include_router(module.router)
+    # Before anything reads it, so an oversized body is refused unread.
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_artifact_bytes,
     )
+    if settings.cors_origins:
+        # Outermost: preflights are answered here, and every response, errors and 413s
+        # included, carries the headers a browser needs to read it.
+        any_origin = settings.cors_origins == ["*"]
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            # Cookies cross origins only for origins named one by one, never for "*".
+            allow_credentials=not any_origin,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            max_age=600,
+        )
     return app
 
 

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openmaas.access import AccessService
+from openmaas.access import (
+    AccessGate,
+    AccessService,
+    AccountService,
+    ApplicationService,
+    AuditLog,
+    Limiter,
+    OidcClient,
+    PlanService,
+    SessionCodec,
+    SnapshotStore,
+)
+from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore
+from openmaas.metering import Billing, UsageQueries, UsageRecorder
 from openmaas.registry import RegistryService
 from openmaas.serving import ServingService
 from openmaas.settings import Settings
@@ -18,13 +31,27 @@ class Platform:
     db: Database
     artifacts: ArtifactStore
     registry: RegistryService
+    snapshots: SnapshotStore
     access: AccessService
     serving: ServingService
+    accounts: AccountService
+    applications: ApplicationService
+    plans: PlanService
+    audit: AuditLog
+    oidc: OidcClient
+    gate: AccessGate
+    usage: UsageRecorder
+    usage_queries: UsageQueries
+    billing: Billing
 
     @classmethod
     def build(cls, settings: Settings) -> Platform:
         db = Database(settings.database_url)
         artifacts = ArtifactStore(settings.artifacts_dir, max_bytes=settings.max_artifact_bytes)
+        snapshots = SnapshotStore(db, refresh_seconds=settings.access_refresh_seconds)
+        sessions = SessionCodec(session_secret(settings), max_age=settings.session_max_age)
+        access = AccessService(db, snapshots, sessions, admin_key=settings.admin_key)
+        limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix)
         registry = RegistryService(db, artifacts)
         serving = ServingService(
             db,
@@ -32,23 +59,48 @@ class Platform:
             cache_bytes=settings.model_cache_bytes,
             sync_interval_s=settings.sync_interval_s,
         )
+        secret = settings.oidc_client_secret
         return cls(
             settings=settings,
             db=db,
             artifacts=artifacts,
             registry=registry,
-            access=AccessService(db, admin_key=settings.admin_key),
             serving=serving,
+            snapshots=snapshots,
+            access=access,
+            accounts=AccountService(db, snapshots, signup=settings.signup),
+            applications=ApplicationService(db, snapshots, default_plan=settings.default_plan),
+            plans=PlanService(db, snapshots),
+            audit=AuditLog(db),
+            oidc=OidcClient(
+                issuer=settings.oidc_issuer,
+                client_id=settings.oidc_client_id,
+                client_secret=secret.get_secret_value() if secret else None,
+                scopes=settings.oidc_scopes,
+            ),
+            gate=AccessGate(
+                db, access, snapshots, limiter, flush_seconds=settings.usage_flush_seconds
+            ),
+            usage=UsageRecorder(db, flush_seconds=settings.usage_flush_seconds),
+            usage_queries=UsageQueries(db),
+            billing=Billing(db),
         )
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.migrate_on_start:
             await self.db.migrate()
+        await self.snapshots.start()
+        await self.gate.start()
+        await self.usage.start()
 
     async def start_serving(self) -> None:
         await self.serving.start()
 
     async def stop(self) -> None:
+        # Metering first, while the database is still open: its final flush must land.
+        await self.usage.stop()
+        await self.gate.stop()
+        await self.snapshots.stop()
         await self.serving.stop()
         await self.db.close()

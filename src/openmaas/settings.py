@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -46,6 +47,59 @@ class Settings(BaseSettings):
 
     migrate_on_start: bool = True
     """Apply database migrations when the application starts."""
+
+    redis_url: str | None = None
+    """Redis URL (redis://host:6379/0); when set, rate limits are counted there, so every
+    worker and replica shares one exact limit. Unset: counted in each process's memory."""
+
+    redis_prefix: str = "openmaas"
+    """Prefix of every Redis key OpenMaaS writes; lets several platforms share one Redis."""
+
+    signup: Literal["open", "approval", "closed"] = "open"
+    """Self sign-up: open, open but each new account waits for an admin, or closed."""
+
+    default_plan: str = "free"
+    """Plan of a new application when its developer names none."""
+
+    session_secret: SecretStr | None = None
+    """Key that signs session cookies; unset: a random one kept in the data directory
+    (set it when replicas do not share a data directory)."""
+
+    session_max_age: int = 14 * 24 * 3600
+    """Seconds a login session lasts."""
+
+    secure_cookies: bool = False
+    """Mark cookies Secure (only sent over HTTPS); turn on behind TLS."""
+
+    access_refresh_seconds: float = 0.5
+    """How often each worker checks for changes to keys, applications, plans and users;
+    a revoked key stops working everywhere within about this long."""
+
+    usage_flush_seconds: float = 5.0
+    """How often aggregated usage (and keys' last-used times) are written to the database;
+    a crash loses at most this much metering."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins allowed to call the API from a browser, comma separated ("*" for any)."""
+
+    oidc_issuer: str | None = None
+    """OpenID Connect issuer URL for single sign-on; unset disables single sign-on."""
+
+    oidc_client_id: str | None = None
+    """Client id registered at the OpenID Connect provider."""
+
+    oidc_client_secret: SecretStr | None = None
+    """Client secret registered at the OpenID Connect provider."""
+
+    oidc_scopes: str = "openid email profile"
+    """Scopes asked of the OpenID Connect provider."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _default_database(self) -> Settings:

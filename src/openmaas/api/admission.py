@@ -1,13 +1,81 @@
-"""Who may call an inference route: the credential check in front of every protocol."""
+"""The policy around every inference request: admission by the gate, then a usage record.
+
+No database I/O: the gate reads the in-memory snapshot (and the limit counters), the
+usage recorder aggregates in memory and flushes in batches.
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from openmaas.access import credential_from_headers
-from openmaas.domain.accounts import Principal
+from fastapi import Request, Response
+
+from openmaas.access.gate import Admission
+from openmaas.domain.errors import OpenMaaSError
+from openmaas.domain.usage import UsageEvent
 from openmaas.platform import Platform
+from openmaas.serving.endpoints import Endpoint
 
 
-async def admit(platform: Platform, request: Request, model_name: str) -> Principal:
-    return await platform.access.authenticate(credential_from_headers(request.headers))
+@dataclass
+class Call:
+    """What one inference request turned out to be, filled in as it runs."""
+
+    model: str
+    protocol: str
+    admission: Admission | None = None
+    endpoint: Endpoint | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+async def metered(
+    platform: Platform,
+    request: Request,
+    call: Call,
+    handle: Callable[[Call], Awaitable[Response]],
+) -> Response:
+    started = time.perf_counter()
+    status = 500
+    try:
+        call.admission = await platform.gate.admit(request.headers, call.model)
+        response = await handle(call)
+        status = response.status_code
+        response.headers.update(call.admission.headers)
+        return response
+    except OpenMaaSError as exc:
+        status = exc.status_code
+        raise
+    finally:
+        if status != 401:  # a caller we cannot name has no account to meter
+            _record(platform, request, call, status, time.perf_counter() - started)
+
+
+def _record(platform: Platform, request: Request, call: Call, status: int, seconds: float) -> None:
+    if call.admission is not None:
+        admission = call.admission
+        user_id = admission.principal.user_id
+        application_id, key_id = admission.application_id, admission.key_id
+    else:
+        who = platform.gate.attribute(request.headers)
+        user_id, application_id, key_id = who.user_id, who.application_id, who.key_id
+    endpoint = call.endpoint
+    platform.usage.record(
+        UsageEvent(
+            at=datetime.now(UTC),
+            user_id=user_id,
+            application_id=application_id,
+            key_id=key_id,
+            model=endpoint.deployment.model_name if endpoint else call.model,
+            version=endpoint.deployment.version if endpoint else None,
+            endpoint=endpoint.name if endpoint else None,
+            protocol=call.protocol,
+            status=status,
+            latency_ms=seconds * 1000,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+        )
+    )

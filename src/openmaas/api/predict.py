@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from openmaas.api.admission import admit
+from openmaas.api.admission import Call, metered
 from openmaas.api.deps import PlatformDep
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import BadRequest
@@ -93,12 +93,15 @@ async def predict(request: Request, platform: PlatformDep) -> Response:
     version = payload.get("version")
     if (version is not None and not isinstance(version, int | str)) or isinstance(version, bool):
         raise BadRequest("'version' is a number or an alias", code="invalid_version")
-    await admit(platform, request, payload["model_name"])
     selector = int(version) if isinstance(version, str) and version.isdigit() else version
     if selector == "latest":
         selector = None
-    endpoint = platform.serving.table.for_model(payload["model_name"], selector)
-    return await _predict(platform, endpoint, payload, "predict")
+
+    async def handle(call: Call) -> Response:
+        call.endpoint = platform.serving.table.for_model(payload["model_name"], selector)
+        return await _predict(platform, call.endpoint, payload, "predict")
+
+    return await metered(platform, request, Call(payload["model_name"], "predict"), handle)
 
 
 @router.post("/predict/{endpoint_name}")
@@ -107,7 +110,10 @@ async def predict_endpoint(endpoint_name: str, request: Request, platform: Platf
     payload = await read_json(request)
     if not isinstance(payload, dict):
         raise BadRequest("the body is an object with an 'input'", code="invalid_request")
-    endpoint = platform.serving.table.endpoint(endpoint_name)
-    await admit(platform, request, endpoint.deployment.model_name)
-    endpoint = platform.serving.table.endpoint(endpoint_name)
-    return await _predict(platform, endpoint, payload, "predict")
+    model = platform.serving.table.endpoint(endpoint_name).deployment.model_name
+
+    async def handle(call: Call) -> Response:
+        call.endpoint = platform.serving.table.endpoint(endpoint_name)
+        return await _predict(platform, call.endpoint, payload, "predict")
+
+    return await metered(platform, request, Call(model, "predict"), handle)

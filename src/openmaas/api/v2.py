@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from openmaas import __version__
-from openmaas.api.admission import admit
+from openmaas.api.admission import Call, metered
 from openmaas.api.deps import PlatformDep, require_admin
-from openmaas.api.v2_codec import HEADER_LENGTH, encode_output, parse_request
+from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
 from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
@@ -54,7 +54,7 @@ async def server_ready() -> dict[str, bool]:
 
 async def _metadata(platform: Platform, request: Request, name: str, version: str | None) -> Any:
     endpoint = _endpoint(platform, name, version)
-    await admit(platform, request, endpoint.deployment.model_name)
+    await platform.gate.admit(request.headers, endpoint.deployment.model_name)
     versions = platform.serving.table.by_model.get(endpoint.deployment.model_name, {})
     signature = endpoint.version.signature
     return {
@@ -78,7 +78,7 @@ async def version_metadata(name: str, version: str, request: Request, platform: 
 
 async def _ready(platform: Platform, request: Request, name: str, version: str | None) -> Any:
     endpoint = _endpoint(platform, name, version)
-    await admit(platform, request, endpoint.deployment.model_name)
+    await platform.gate.admit(request.headers, endpoint.deployment.model_name)
     if endpoint.deployment.status is not DeploymentStatus.ACTIVE:
         raise ServiceUnavailable(
             f"model {name!r} is {endpoint.deployment.status.value}", code="model_not_ready"
@@ -99,9 +99,16 @@ async def version_ready(name: str, version: str, request: Request, platform: Pla
 async def _infer(platform: Platform, request: Request, name: str, version: str | None) -> Response:
     body = await request.body()
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
-    endpoint = _endpoint(platform, name, version)
-    await admit(platform, request, endpoint.deployment.model_name)
-    endpoint = _endpoint(platform, name, version)
+    model = _endpoint(platform, name, version).deployment.model_name
+
+    async def handle(call: Call) -> Response:
+        call.endpoint = _endpoint(platform, name, version)
+        return await _run(platform, call.endpoint, parsed, name)
+
+    return await metered(platform, request, Call(model, "v2"), handle)
+
+
+async def _run(platform: Platform, endpoint: Endpoint, parsed: InferRequest, name: str) -> Response:
     known_outputs = {spec.name for spec in endpoint.version.signature.outputs}
     for output in parsed.outputs or ():
         if known_outputs and output not in known_outputs:

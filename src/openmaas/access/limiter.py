@@ -1,0 +1,122 @@
+"""Counting against limits with the ``limits`` library: in memory, or in Redis when shared.
+
+Fixed windows, because their counters are single atomic increments (INCRBY in Redis):
+with N allowed, exactly N concurrent hits succeed however many workers share the store.
+Every failure of the store surfaces as ``ServiceUnavailable``: when the counters cannot be
+read the gate refuses rather than letting unlimited traffic through.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from limits import (
+    RateLimitItem,
+    RateLimitItemPerDay,
+    RateLimitItemPerHour,
+    RateLimitItemPerMinute,
+    RateLimitItemPerSecond,
+)
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+
+from openmaas.domain.errors import ServiceUnavailable
+
+_REDIS_CONNECTIONS = 64
+_WINDOWS: dict[str, tuple[type[RateLimitItem], int]] = {
+    "second": (RateLimitItemPerSecond, 1),
+    "minute": (RateLimitItemPerMinute, 1),
+    "hour": (RateLimitItemPerHour, 1),
+    "day": (RateLimitItemPerDay, 1),
+    # Monthly quotas are keyed by the calendar month, so the window only has to outlive it.
+    "month": (RateLimitItemPerDay, 32),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WindowState:
+    limit: int
+    remaining: int
+    reset_at: float  # POSIX time the window's counter starts again
+
+    @property
+    def reset_after(self) -> int:
+        """Whole seconds until the reset, at least 1 (what Retry-After wants)."""
+        return max(1, math.ceil(self.reset_at - time.time()))
+
+
+class Limiter:
+    def __init__(self, redis_url: str | None, *, prefix: str) -> None:
+        self.shared = bool(redis_url)
+        storage: Storage
+        if redis_url:
+            from redis.asyncio import BlockingConnectionPool
+
+            # A bounded pool that makes callers wait for a connection: the default pool
+            # refuses outright once full, which under a burst would turn into 503s.
+            pool = BlockingConnectionPool.from_url(
+                redis_url, max_connections=_REDIS_CONNECTIONS, timeout=10
+            )
+            storage = RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                key_prefix=f"{prefix}:limits",
+                wrap_exceptions=True,
+                connection_pool=pool,
+            )
+        else:
+            storage = MemoryStorage()
+        self.storage = storage
+        self._strategy = FixedWindowRateLimiter(storage)
+        self._items: dict[tuple[int, str], RateLimitItem] = {}
+
+    def _item(self, amount: int, window: str) -> RateLimitItem:
+        item = self._items.get((amount, window))
+        if item is None:
+            kind, multiples = _WINDOWS[window]
+            item = self._items[(amount, window)] = kind(amount, multiples, namespace="om")
+        return item
+
+    async def hit(self, amount: int, window: str, *ids: str) -> tuple[bool, WindowState]:
+        """Count one request; False when it went past the limit."""
+        item = self._item(amount, window)
+        try:
+            admitted = await self._strategy.hit(item, *ids)
+            stats = await self._strategy.get_window_stats(item, *ids)
+        except Exception as exc:
+            raise _unavailable() from exc
+        return admitted, WindowState(amount, stats.remaining, stats.reset_time)
+
+    async def exhausted(self, amount: int, window: str, *ids: str) -> WindowState | None:
+        """The window's state when nothing is left in it, else None (counts nothing)."""
+        item = self._item(amount, window)
+        try:
+            if await self._strategy.test(item, *ids):
+                return None
+            stats = await self._strategy.get_window_stats(item, *ids)
+        except Exception as exc:
+            raise _unavailable() from exc
+        return WindowState(amount, 0, stats.reset_time)
+
+    async def charge(self, amount: int, window: str, cost: int, *ids: str) -> None:
+        """Count ``cost`` units whether or not they fit: tokens already spent are spent."""
+        if cost <= 0:
+            return
+        try:
+            await self._strategy.hit(self._item(amount, window), *ids, cost=cost)
+        except Exception as exc:
+            raise _unavailable() from exc
+
+    async def close(self) -> None:
+        timer = getattr(self.storage, "timer", None)
+        if timer is not None and not timer.done():
+            timer.cancel()
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose(close_connection_pool=True)
+
+
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("the rate limit store is unreachable", code="limits_unavailable")

@@ -1,0 +1,96 @@
+"""Application plans: anyone may read them (the portal shows them); admins change them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from openmaas.api.deps import AdminDep, PlatformDep
+
+router = APIRouter(prefix="/plans", tags=["plans"])
+
+PLAN_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+Limit = Annotated[int | None, Field(ge=1, le=10**15)]
+Price = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+ModelPattern = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PlanCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=PLAN_NAME)
+    description: str = Field("", max_length=4000)
+    models: list[ModelPattern] = Field(
+        default_factory=lambda: ["*"],
+        max_length=1000,
+        description='Model names or patterns ("llama-*"); ["*"] is every model',
+    )
+    requests_per_second: Limit = None
+    requests_per_minute: Limit = None
+    requests_per_hour: Limit = None
+    requests_per_day: Limit = None
+    tokens_per_minute: Limit = None
+    tokens_per_day: Limit = None
+    monthly_token_quota: Limit = None
+    price_per_1k_input_tokens: Price = 0.0
+    price_per_1k_output_tokens: Price = 0.0
+    price_per_request: Price = 0.0
+    approval_required: bool = False
+
+
+class PlanUpdate(BaseModel):
+    """Only the fields sent change; a limit sent as null is lifted."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = Field(None, max_length=4000)
+    models: list[ModelPattern] | None = Field(None, max_length=1000)
+    requests_per_second: Limit = None
+    requests_per_minute: Limit = None
+    requests_per_hour: Limit = None
+    requests_per_day: Limit = None
+    tokens_per_minute: Limit = None
+    tokens_per_day: Limit = None
+    monthly_token_quota: Limit = None
+    price_per_1k_input_tokens: Price | None = None
+    price_per_1k_output_tokens: Price | None = None
+    price_per_request: Price | None = None
+    approval_required: bool | None = None
+
+
+PlanName = Path(pattern=PLAN_NAME)
+
+
+@router.get("")
+async def list_plans(platform: PlatformDep) -> dict[str, Any]:
+    return {"plans": [plan.to_dict() for plan in await platform.plans.list()]}
+
+
+@router.get("/{name}")
+async def get_plan(platform: PlatformDep, name: str = PlanName) -> dict[str, Any]:
+    return (await platform.plans.get(name)).to_dict()
+
+
+@router.post("", status_code=201)
+async def create_plan(body: PlanCreate, admin: AdminDep, platform: PlatformDep) -> dict[str, Any]:
+    return (await platform.plans.create(admin, body.model_dump())).to_dict()
+
+
+@router.patch("/{name}")
+async def update_plan(
+    body: PlanUpdate, admin: AdminDep, platform: PlatformDep, name: str = PlanName
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    # Null lifts a limit; on the other fields it means "unchanged".
+    changes = {
+        field: value
+        for field, value in changes.items()
+        if value is not None or field.startswith(("requests_", "tokens_", "monthly_"))
+    }
+    return (await platform.plans.update(admin, name, changes)).to_dict()
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_plan(admin: AdminDep, platform: PlatformDep, name: str = PlanName) -> Response:
+    await platform.plans.delete(admin, name)
+    return Response(status_code=204)

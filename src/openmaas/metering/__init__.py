@@ -1,0 +1,7 @@
+"""Usage metering, usage queries and billing."""
+
+from openmaas.metering.billing import Billing
+from openmaas.metering.recorder import UsageEvent, UsageRecorder
+from openmaas.metering.usage import UsageQueries
+
+__all__ = ["Billing", "UsageEvent", "UsageQueries", "UsageRecorder"]

@@ -1,0 +1,79 @@
+"""Building accounts, plans, applications and keys over HTTP, as users would."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Developer:
+    username: str
+    password: str
+    user_id: int
+    client: httpx.Client  # logged in: session cookie and CSRF header set
+
+    def application(self, plan: str, name: str | None = None) -> dict[str, Any]:
+        body = {"name": name or f"app-{secrets.token_hex(3)}", "plan": plan}
+        response = self.client.post("/applications", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def key(self, application_id: int, **fields: Any) -> str:
+        response = self.client.post(f"/applications/{application_id}/keys", json=fields)
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+
+class Factory:
+    def __init__(self, url: str, admin: httpx.Client) -> None:
+        self.url = url
+        self.admin = admin
+        self.clients: list[httpx.Client] = []
+
+    def client(self, **headers: str) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=60, headers=headers)
+        self.clients.append(client)
+        return client
+
+    def login(self, username: str, password: str = PASSWORD) -> httpx.Client:
+        client = self.client()
+        response = client.post("/auth/login", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        return client
+
+    def developer(self, prefix: str = "dev") -> Developer:
+        username = f"{prefix}{secrets.token_hex(4)}"
+        response = self.admin.post(
+            "/admin/users",
+            json={"username": username, "email": f"{username}@example.org", "password": PASSWORD},
+        )
+        assert response.status_code == 201, response.text
+        return Developer(username, PASSWORD, response.json()["id"], self.login(username))
+
+    def plan(self, **fields: Any) -> str:
+        name = f"plan-{secrets.token_hex(4)}"
+        response = self.admin.post("/plans", json={"name": name, **fields})
+        assert response.status_code == 201, response.text
+        return name
+
+    def key_for(self, plan: str | None = None, **plan_fields: Any) -> tuple[Developer, int, str]:
+        """A new developer with one application on a (new) plan, and its key."""
+        developer = self.developer()
+        app = developer.application(plan or self.plan(**plan_fields))
+        return developer, app["id"], developer.key(app["id"])
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def infer(client: httpx.Client, key: str | None, model: str = "any", **body: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    return client.post(f"/test-infer/{model}", json=body, headers=headers)

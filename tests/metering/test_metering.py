@@ -1,0 +1,162 @@
+"""Usage metering over HTTP: what was called is what is counted, billed and exported."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from openmaas.metering import UsageEvent, UsageRecorder
+from openmaas.platform import Platform as Services
+from tests.accounts import Factory, infer
+from tests.conftest import ADMIN_KEY, Platform, make_settings
+from tests.gated import create_gated_app
+from tests.servers import running
+
+
+def _wait_for_usage(client: httpx.Client, expected: int, **params: object) -> list[dict]:
+    """Usage as the API reports it, once the recorder's periodic flush has written it."""
+    for _ in range(100):
+        rows = client.get("/usage", params=params).json()["usage"]
+        if sum(row["requests"] for row in rows) >= expected:
+            return rows
+        asyncio.run(asyncio.sleep(0.1))
+    raise AssertionError(f"usage never reached {expected}: {rows}")
+
+
+def test_usage_by_application_model_and_day_and_csv(platform: Platform, make: Factory) -> None:
+    plan = make.plan(models=["a", "b"], requests_per_minute=4)
+    developer = make.developer()
+    app = developer.application(plan)
+    key = developer.key(app["id"])
+    client = make.client()
+    for model, tokens in (("a", 10), ("a", 20), ("b", 5)):
+        assert infer(client, key, model, input_tokens=tokens, output_tokens=1).status_code == 200
+    assert infer(client, key, "c").status_code == 403
+    assert infer(client, key, "a").status_code == 200
+    assert infer(client, key, "a").status_code == 429
+
+    rows = _wait_for_usage(developer.client, 6, group_by="application,model,status")
+    by = {(r["model"], r["status"]): r for r in rows}
+    assert all(r["application"] == app["id"] for r in rows)
+    assert by[("a", 200)]["requests"] == 3
+    assert by[("a", 200)]["input_tokens"] == 30 and by[("a", 200)]["output_tokens"] == 2
+    assert by[("b", 200)]["total_tokens"] == 6
+    assert by[("a", 429)]["errors"] == 1 and by[("a", 429)]["error_rate"] == 1.0
+
+    daily = developer.client.get("/usage").json()
+    assert daily["group_by"] == ["application", "model", "day"]
+    today = datetime.now(UTC).date().isoformat()
+    assert {r["day"] for r in daily["usage"]} == {today}
+
+    exported = developer.client.get("/usage.csv", params={"group_by": "model"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    table = {row["model"]: row for row in csv.DictReader(io.StringIO(exported.text))}
+    assert table["a"]["requests"] == "4" and table["b"]["input_tokens"] == "5"
+
+    top = platform.admin.get("/admin/usage/top", params={"by": "application"}).json()["top"]
+    assert app["id"] in {row["application"] for row in top}
+
+
+def test_billing_statement(platform: Platform, make: Factory) -> None:
+    plan = make.plan(
+        price_per_request=0.01, price_per_1k_input_tokens=0.5, price_per_1k_output_tokens=1.5
+    )
+    developer, app_id, key = make.key_for(plan)
+    client = make.client()
+    for _ in range(3):
+        infer(client, key, input_tokens=1000, output_tokens=2000)
+    _wait_for_usage(developer.client, 3)
+    statement = developer.client.get("/billing/statements").json()
+    assert statement["month"] == datetime.now(UTC).strftime("%Y-%m")
+    [account] = statement["accounts"]
+    [line] = account["applications"]
+    assert line["application_id"] == app_id and line["billable_requests"] == 3
+    assert line["charges"] == {"requests": 0.03, "input_tokens": 1.5, "output_tokens": 9.0}
+    assert account["total"] == pytest.approx(10.53)
+    everyone = platform.admin.get("/billing/statements").json()
+    assert developer.user_id in {a["user_id"] for a in everyone["accounts"]}
+    old = developer.client.get("/billing/statements", params={"month": "2001-01"}).json()
+    assert old["accounts"][0]["total"] == 0
+
+
+def test_admin_actions_are_audited(platform: Platform, make: Factory) -> None:
+    plan = make.plan()
+    platform.admin.patch(f"/plans/{plan}", json={"requests_per_day": 5})
+    developer = make.developer()
+    platform.admin.patch(f"/admin/users/{developer.user_id}", json={"role": "admin"})
+    entries = platform.admin.get("/admin/audit", params={"limit": 50}).json()["entries"]
+    actions = {(e["action"], e["target"]) for e in entries}
+    assert ("plan.create", f"plan:{plan}") in actions
+    assert ("plan.update", f"plan:{plan}") in actions
+    assert ("user.update", f"user:{developer.user_id}") in actions
+    update = next(
+        e for e in entries if e["action"] == "plan.update" and e["target"] == f"plan:{plan}"
+    )
+    assert update["actor"] == "admin-key" and update["details"] == {"requests_per_day": 5}
+    assert update["at"]
+
+
+def test_graceful_shutdown_loses_no_usage(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # An hour between flushes: only the final flush on shutdown can write the usage.
+    settings = make_settings(tmp_path_factory.mktemp("shutdown"), usage_flush_seconds=3600)
+    sent = 0
+    with (
+        running(create_gated_app(settings)) as server,
+        httpx.Client(
+            base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        ) as admin,
+    ):
+        make = Factory(server.url, admin)
+        try:
+            _developer, _app, key = make.key_for(requests_per_minute=50)
+            client = make.client()
+            for i in range(120):
+                infer(client, key if i % 10 else "om_bad_key", input_tokens=1)
+                sent += 1
+        finally:
+            make.close()
+
+    async def count() -> int:
+        services = Services.build(settings)
+        await services.start()
+        try:
+            rows = await services.usage_queries.summary(_admin(), group_by=[], start=None, end=None)
+            return sum(row["requests"] for row in rows)
+        finally:
+            await services.stop()
+
+    assert asyncio.run(count()) == sent
+
+
+def _admin():
+    from openmaas.access.service import ADMIN_KEY_PRINCIPAL
+
+    return ADMIN_KEY_PRINCIPAL
+
+
+def test_recorder_never_raises_and_aggregates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    async def run() -> None:
+        services = Services.build(make_settings(tmp_path_factory.mktemp("recorder")))
+        await services.start()
+        recorder = UsageRecorder(services.db, flush_seconds=3600)
+        try:
+            now = datetime.now(UTC)
+            for _ in range(1000):
+                recorder.record(UsageEvent(now, 1, 2, 3, "m", 1, None, "v2", 200, 1.5, 2, 3))
+            recorder.record(UsageEvent(now, 1, 2, 3, "m", 1, None, "v2", 200, "x", 2, 3))  # type: ignore[arg-type]
+            recorder.record(None)  # type: ignore[arg-type]
+            assert recorder.pending == 1000 and recorder.dropped == 2
+            await recorder.flush()
+            assert recorder.pending == 0
+            rows = await services.usage_queries.summary(_admin(), group_by=["protocol"])
+            assert rows[0]["requests"] == 1000 and rows[0]["total_tokens"] == 5000
+            assert rows[0]["latency_ms_avg"] == 1.5
+        finally:
+            await services.stop()
+
+    asyncio.run(run())
