@@ -32,3 +32,27 @@ def test_demo_is_idempotent_and_models_learn(tmp_path: Path) -> None:
 
     asyncio.run(run())
     assert (tmp_path / "demo-admin-key").stat().st_mode & 0o777 == 0o600
+
+
+def test_demo_creates_plans_and_dev1_with_an_application_and_key(tmp_path: Path) -> None:
+    async def run() -> None:
+        platform = Platform.build(make_settings(tmp_path))
+        await platform.start()
+        try:
+            first = await install_demo(platform)
+            second = await install_demo(platform)
+            assert first.developer_key == second.developer_key
+            assert (first.developer_username, first.developer_password) == ("dev1", "openshift")
+            assert {p.name for p in await platform.plans.list()} >= {"free", "pro", "enterprise"}
+            user = await platform.accounts.login(login="dev1", password="openshift")
+            assert user.role.value == "developer"
+            admission = await platform.gate.admit(
+                {"authorization": f"Bearer {first.developer_key}"}, "binary_classifier"
+            )
+            assert admission.plan == "pro" and admission.application_id is not None
+            assert admission.headers["X-RateLimit-Limit"] == "10"
+        finally:
+            await platform.stop()
+
+    asyncio.run(run())
+    assert (tmp_path / "demo-dev1-key").stat().st_mode & 0o777 == 0o600

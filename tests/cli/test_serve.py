@@ -52,3 +52,5 @@ def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert url in output and "/docs" in output and key in output
+    dev_key = (tmp_path / "demo-dev1-key").read_text().strip()
+    assert "dev1 / openshift" in output and dev_key in output

@@ -46,6 +46,10 @@ def _banner(settings: Settings, demo: object | None) -> None:
             f"  admin login: {demo.admin_username} / {demo.admin_password}",  # type: ignore[attr-defined]
             f"  admin key:   {demo.admin_key}",  # type: ignore[attr-defined]
             f"  try:         curl -H 'Authorization: Bearer {demo.admin_key}' {url}/models",  # type: ignore[attr-defined]
+            f"  developer:   {demo.developer_username} / {demo.developer_password}",  # type: ignore[attr-defined]
+            f"  dev1 app:    {demo.application} on plan {demo.plan}",  # type: ignore[attr-defined]
+            f"  dev1 key:    {demo.developer_key}",  # type: ignore[attr-defined]
+            "  plans:       free, pro, enterprise (GET /plans)",
         ]
     elif settings.admin_key is None:
         lines += [

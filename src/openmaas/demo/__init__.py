@@ -11,14 +11,54 @@ from pathlib import Path
 import anyio
 
 from openmaas.demo.training import train_binary_classifier, train_quadratic_predictor
-from openmaas.domain.accounts import Role
+from openmaas.domain.accounts import Principal, Role
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import Conflict, NotFound
 from openmaas.platform import Platform
 from openmaas.registry import VersionUpload
 
 DEMO_ADMIN = ("admin", "admin@openmaas.local", "openmaas-admin")
+# The developer of the 3scale example (seed 002): dev1 / openshift.
+DEMO_DEVELOPER = ("dev1", "dev1@openmaas.local", "openshift")
+DEMO_APPLICATION = "dev1-app"
 _KEY_FILE = "demo-admin-key"
+_DEV_KEY_FILE = "demo-dev1-key"
+_DEMO_ACTOR = Principal(username="demo", role=Role.ADMIN)
+
+# Three application plans in the spirit of 3scale's: free to try, pro to build, enterprise
+# (approved by an admin) to run in production. Prices are per 1,000 tokens and per request.
+DEMO_PLANS: tuple[dict[str, object], ...] = (
+    {
+        "name": "free",
+        "description": "Try every model: 10 requests a minute, 1 million tokens a month.",
+        "requests_per_minute": 10,
+        "requests_per_day": 1_000,
+        "tokens_per_minute": 10_000,
+        "tokens_per_day": 100_000,
+        "monthly_token_quota": 1_000_000,
+    },
+    {
+        "name": "pro",
+        "description": "For building: 10 requests a second, 50 million tokens a month.",
+        "requests_per_second": 10,
+        "requests_per_minute": 300,
+        "requests_per_day": 100_000,
+        "tokens_per_minute": 200_000,
+        "monthly_token_quota": 50_000_000,
+        "price_per_1k_input_tokens": 0.0005,
+        "price_per_1k_output_tokens": 0.0015,
+        "price_per_request": 0.0001,
+    },
+    {
+        "name": "enterprise",
+        "description": "For production: 100 requests a second, no quota; approved by an admin.",
+        "requests_per_second": 100,
+        "price_per_1k_input_tokens": 0.0003,
+        "price_per_1k_output_tokens": 0.0009,
+        "price_per_request": 0.00005,
+        "approval_required": True,
+    },
+)
 
 _MODELS: tuple[tuple[str, str, str, Callable[[Path], tuple[Path, dict[str, float]]]], ...] = (
     (
@@ -41,6 +81,11 @@ class DemoCredentials:
     admin_username: str
     admin_password: str
     admin_key: str
+    developer_username: str
+    developer_password: str
+    developer_key: str
+    application: str
+    plan: str
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -88,12 +133,43 @@ async def _demo_admin_key(platform: Platform, user_id: int) -> str:
     return key
 
 
+async def _demo_developer_key(platform: Platform, user_id: int) -> str:
+    key_file = platform.settings.data_dir / _DEV_KEY_FILE
+    if key_file.exists():
+        return key_file.read_text().strip()
+    owner = Principal(username=DEMO_DEVELOPER[0], role=Role.DEVELOPER, user_id=user_id)
+    apps = {app.name: app for app in await platform.applications.list(owner)}
+    app = apps.get(DEMO_APPLICATION) or await platform.applications.create(
+        owner, name=DEMO_APPLICATION, description="The demo application of dev1", plan="pro"
+    )
+    _api_key, key = await platform.applications.create_key(owner, app.id, name="demo key")
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
 async def install_demo(platform: Platform) -> DemoCredentials:
     username, email, password = DEMO_ADMIN
     admin_id = await platform.access.ensure_user(
         username=username, email=email, password=password, role=Role.ADMIN
     )
     key = await _demo_admin_key(platform, admin_id)
+    for plan in DEMO_PLANS:
+        await platform.plans.ensure(_DEMO_ACTOR, dict(plan))
+    dev_name, dev_email, dev_password = DEMO_DEVELOPER
+    dev_id = await platform.access.ensure_user(
+        username=dev_name, email=dev_email, password=dev_password, role=Role.DEVELOPER
+    )
+    dev_key = await _demo_developer_key(platform, dev_id)
     await _register_demo_models(platform)
     await _deploy_demo_models(platform)
-    return DemoCredentials(admin_username=username, admin_password=password, admin_key=key)
+    return DemoCredentials(
+        admin_username=username,
+        admin_password=password,
+        admin_key=key,
+        developer_username=dev_name,
+        developer_password=dev_password,
+        developer_key=dev_key,
+        application=DEMO_APPLICATION,
+        plan="pro",
+    )

@@ -1,0 +1,52 @@
+"""CORS: configured origins get preflights answered and headers on every response."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, make_settings
+from tests.gated import create_gated_app
+from tests.servers import running
+
+
+def test_preflight_and_headers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = make_settings(tmp_path_factory.mktemp("cors"), cors_origins=["https://app.example"])
+    with running(create_gated_app(settings)) as server, httpx.Client(base_url=server.url) as client:
+        preflight = client.options(
+            "/test-infer/m",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+
+        refused = client.options(
+            "/test-infer/m",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert refused.status_code == 400
+        assert "access-control-allow-origin" not in refused.headers
+
+        # Errors carry the headers too, so the page can read why it was refused.
+        response = client.post("/test-infer/m", headers={"Origin": "https://app.example"})
+        assert response.status_code == 401
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        ok = client.post(
+            "/test-infer/m",
+            headers={"Origin": "https://app.example", "Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert ok.status_code == 200
+        assert "x-ratelimit-limit" in ok.headers["access-control-expose-headers"].lower()
+
+
+def test_no_origins_no_cors(tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = make_settings(tmp_path_factory.mktemp("nocors"))
+    with running(create_gated_app(settings)) as server:
+        response = httpx.get(f"{server.url}/health/live", headers={"Origin": "https://x.example"})
+        assert "access-control-allow-origin" not in response.headers
