@@ -268,3 +268,13 @@ def test_embedding_inspect(tmp_path: Path) -> None:
         SentenceTransformersRuntime.inspect(
             ArtifactSpec(path=_location(tmp_path, package="no-such-package-here"))
         )
+
+
+def test_an_unloaded_runtime_is_unavailable(tmp_path: Path, tiny_dir: Path) -> None:
+    from openmaas.domain.errors import ServiceUnavailable
+
+    spec = ArtifactSpec(path=_location(tmp_path, path=str(tiny_dir)))
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(TransformersRuntime(spec).chat({"messages": HELLO}))
+    with pytest.raises(ServiceUnavailable):
+        SentenceTransformersRuntime(spec).count_tokens("x")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from openmaas.domain.errors import BadRequest
@@ -77,7 +77,7 @@ class Generations:
 
     def steps(
         self, model: Any, inputs: dict[str, Any], config: Any, seed: int | None
-    ) -> AsyncIterator[list[int]]:
+    ) -> AsyncGenerator[list[int], None]:
         return _generate_steps(self._running, model, inputs, config, seed)
 
 
@@ -87,7 +87,7 @@ async def _generate_steps(
     inputs: dict[str, Any],
     config: Any,
     seed: int | None,
-) -> AsyncIterator[list[int]]:
+) -> AsyncGenerator[list[int], None]:
     """Yield, per generation step, one new token id for each returned sequence.
 
     Leaving the loop early (a finished request, a client gone) stops the generation at

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from openmaas.domain.errors import BadRequest, OpenMaaSError
+from openmaas.domain.errors import BadRequest, ServiceUnavailable
 from openmaas.domain.models import Signature, TensorSpec
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
@@ -128,6 +128,8 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
         return list(encoded["input_ids"])
 
     def count_tokens(self, text: str) -> int:
+        if self._model is None:
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         return len(self._token_ids(text))
 
     def _texts(self, request: Mapping[str, Any]) -> list[str]:
@@ -168,7 +170,7 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
 
     async def embed(self, request: dict[str, Any]) -> dict[str, Any]:
         if not self.ready:
-            raise OpenMaaSError("the model is not loaded", code="not_loaded")
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         texts = self._texts(request)
         fmt = wire.encoding_format(request)
         dimensions = request.get("dimensions")

@@ -13,14 +13,14 @@ may ask for, 8), ``context_length`` (default: the model's ``max_position_embeddi
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from openmaas.domain.errors import BadRequest, OpenMaaSError
+from openmaas.domain.errors import BadRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature, TensorSpec
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
@@ -112,17 +112,21 @@ class TransformersRuntime(ChatRuntime):
         return self._model is not None
 
     def count_tokens(self, text: str) -> int:
+        if self._tokenizer is None:
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     @property
     def _context_length(self) -> int:
-        given = self._settings.get("context_length")
+        given: Any = self._settings.get("context_length")
         return int(given or getattr(self._model.config, "max_position_embeddings", 2048))
 
     def _model_name(self, request: Mapping[str, Any]) -> str:
         return wire.response_model(request, self._settings, self._name)
 
     def _chat_prompt(self, request: Mapping[str, Any]) -> list[int]:
+        if self._tokenizer is None:
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         messages = wire.chat_messages(request)
         template = None if self._tokenizer.chat_template else _FALLBACK_TEMPLATE
         text = self._tokenizer.apply_chat_template(
@@ -133,6 +137,8 @@ class TransformersRuntime(ChatRuntime):
         return list(ids)
 
     def _completion_prompts(self, request: Mapping[str, Any]) -> list[list[int]]:
+        if self._tokenizer is None:
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         return [list(self._tokenizer.encode(p)) for p in wire.prompts(request)]
 
     def _generation_config(self, request: Mapping[str, Any], n: int, max_new: int) -> Any:
@@ -162,12 +168,12 @@ class TransformersRuntime(ChatRuntime):
 
     async def _events(
         self, request: Mapping[str, Any], prompts: list[list[int]], spent: dict[str, int]
-    ) -> AsyncIterator[tuple[int, str, str | None]]:
+    ) -> AsyncGenerator[tuple[int, str, str | None], None]:
         """(choice index, new text, finish reason or None) for every choice of every prompt."""
         import torch
 
         if not self.ready:
-            raise OpenMaaSError("the model is not loaded", code="not_loaded")
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         n = wire.choice_count(request, int(self._settings.get("max_n", 8)))
         requested = wire.max_new_tokens(request, int(self._settings.get("max_tokens", 256)))
         stops = wire.stop_sequences(request)
