@@ -7,6 +7,7 @@ from pathlib import Path
 
 from openmaas.demo import install_demo
 from openmaas.platform import Platform
+from openmaas.runtimes import runtime_named
 from tests.conftest import make_settings
 
 
@@ -21,7 +22,20 @@ def test_demo_is_idempotent_and_models_learn(tmp_path: Path) -> None:
             principal = await platform.access.require_admin(first.admin_key)
             assert principal.username == "admin"
             _models, total = await platform.registry.list_models()
-            assert total == 2
+            assert total == 4
+            tiny = (await platform.registry.list_versions("tiny-chat"))[0]
+            assert tiny.runtime == "transformers"
+            minilm = (await platform.registry.list_versions("all-minilm-l6-v2"))[0]
+            assert minilm.runtime == "sentence-transformers"
+            assert minilm.signature.outputs[0].shape == (-1, 384)
+            # The stored archive serves: unpacked beside the artifact on first load.
+            chat = runtime_named(tiny.runtime)(platform.registry.artifact_spec(tiny))
+            await chat.load()
+            answer = await chat.chat(  # type: ignore[attr-defined]
+                {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}
+            )
+            assert answer["usage"]["completion_tokens"] > 0
+            await chat.unload()
             version = (await platform.registry.list_versions("binary_classifier"))[0]
             assert version.metrics["accuracy"] > 0.9
             assert version.signature.inputs[0].shape == (-1, 3)

