@@ -17,6 +17,7 @@ from openmaas.api import (
     deployments,
     metrics,
     models,
+    openai_api,
     plans,
     predict,
     system,
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(v2.router)
     app.include_router(v2.repository)
+    app.include_router(openai_api.router)
     app.include_router(metrics.router)
     install_openapi(app, platform.serving.table)
     for module in (auth, applications, plans, usage, admin):

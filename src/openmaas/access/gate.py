@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -126,6 +126,29 @@ class AccessGate:
             )
         limit_headers = await self._enforce(plan, application.id)
         return Admission(principal, application.id, key.id, plan.name, limit_headers)
+
+    def model_filter(self, headers: Mapping[str, str]) -> Callable[[str], bool]:
+        """Which models the caller's plan allows, without spending any limit (for listings).
+
+        Raises like ``admit`` for a caller who may call no model at all.
+        """
+        identity = self.access.identify_key(credential_from_headers(headers))
+        key = identity.key
+        if key is None or key.application_id is None:
+            if identity.principal.is_admin:
+                return lambda _name: True
+            raise Forbidden(
+                "personal keys manage the platform; call models with an application's key",
+                code="application_key_required",
+            )
+        snapshot = self.snapshots.current
+        application = snapshot.applications.get(key.application_id)
+        if application is None:
+            raise Unauthorized("invalid API key", code="invalid_credentials")
+        plan = snapshot.plans.get(application.plan_id)
+        if plan is None or application.status is not ApplicationStatus.ACTIVE:
+            return lambda _name: False
+        return plan.allows
 
     def attribute(self, headers: Mapping[str, str]) -> Attribution:
         """Who sent a request ``admit`` refused (403, 429): no I/O, never raises.

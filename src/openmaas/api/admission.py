@@ -30,6 +30,9 @@ class Call:
     endpoint: Endpoint | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    started: float = 0.0
+    streaming: bool = False
+    """Set by a handler whose response streams: the stream records the usage when it ends."""
 
 
 async def metered(
@@ -38,7 +41,7 @@ async def metered(
     call: Call,
     handle: Callable[[Call], Awaitable[Response]],
 ) -> Response:
-    started = time.perf_counter()
+    call.started = time.perf_counter()
     status = 500
     try:
         call.admission = await platform.gate.admit(request.headers, call.model)
@@ -48,10 +51,22 @@ async def metered(
         return response
     except OpenMaaSError as exc:
         status = exc.status_code
+        call.streaming = False
         raise
     finally:
-        if status != 401:  # a caller we cannot name has no account to meter
-            _record(platform, request, call, status, time.perf_counter() - started)
+        if not call.streaming:
+            await finish(platform, request, call, status)
+
+
+async def finish(platform: Platform, request: Request, call: Call, status: int) -> None:
+    """Record the call's usage and charge its tokens: once, when its answer is complete."""
+    if status == 401:
+        return  # a caller we cannot name has no account to meter
+    _record(platform, request, call, status, time.perf_counter() - call.started)
+    if call.admission is not None and (call.input_tokens or call.output_tokens):
+        await platform.gate.charge_tokens(
+            call.admission, call.model, call.input_tokens, call.output_tokens
+        )
 
 
 def _record(platform: Platform, request: Request, call: Call, status: int, seconds: float) -> None:

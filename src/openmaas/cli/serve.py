@@ -50,6 +50,8 @@ def _banner(settings: Settings, demo: object | None) -> None:
             f"  dev1 app:    {demo.application} on plan {demo.plan}",  # type: ignore[attr-defined]
             f"  dev1 key:    {demo.developer_key}",  # type: ignore[attr-defined]
             "  plans:       free, pro, enterprise (GET /plans)",
+            f"  models:      {url}/predict, {url}/v2 and {url}/v1 (OpenAI); "
+            "tiny-chat is untrained and talks nonsense",
         ]
     elif settings.admin_key is None:
         lines += [

@@ -119,14 +119,23 @@ async def _register_demo_models(platform: Platform) -> None:
 
 
 async def _deploy_demo_models(platform: Platform) -> None:
-    for name, *_ in _MODELS:
+    names = [name for name, *_ in _MODELS]
+    for language_model in ("tiny-chat", "all-minilm-l6-v2"):
+        with contextlib.suppress(NotFound):
+            await platform.registry.get_model(language_model)
+            names.append(language_model)
+    for name in names:
         # Conflict: deployed on an earlier start.
         with contextlib.suppress(Conflict):
             await platform.serving.deploy(
                 model_name=name,
                 version=None,
                 endpoint_name=name,
-                config=DeploymentConfig(max_batch_size=32, max_wait_ms=1.0),
+                config=(
+                    DeploymentConfig(max_batch_size=32, max_wait_ms=1.0)
+                    if any(name == classic for classic, *_ in _MODELS)
+                    else DeploymentConfig(timeout_s=120)
+                ),
                 wait=False,
             )
 

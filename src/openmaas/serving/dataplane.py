@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from openmaas.domain.errors import (
     GatewayTimeout,
@@ -17,7 +18,7 @@ from openmaas.domain.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
-from openmaas.runtimes import TensorRuntime, Tensors
+from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
 from openmaas.serving.cache import ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
@@ -102,3 +103,56 @@ class DataPlane:
             self.metrics.latency.labels(*labels).observe(elapsed)
             if failed:
                 self.metrics.errors.labels(*labels, code).inc()
+
+    @asynccontextmanager
+    async def session(
+        self, endpoint: Endpoint, kind: type[Runtime], *, protocol: str
+    ) -> AsyncIterator[Runtime]:
+        """The endpoint's loaded runtime, pinned for as long as the block (or stream) runs.
+
+        For runtimes that speak their own API (language models): concurrency limit,
+        loading, statistics and metrics as ``infer`` has them; timeouts are the caller's,
+        since a stream may rightly last longer than any single request.
+        """
+        if endpoint.closed:
+            raise NotFound(f"no endpoint {endpoint.name!r} is deployed", code="endpoint_not_found")
+        started = time.perf_counter()
+        failed = True
+        code = "ok"
+        endpoint.enter()
+        try:
+            async with endpoint.semaphore:
+                try:
+                    cached = self.cache.use(
+                        endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
+                    )
+                    runtime = await cached.__aenter__()
+                except OpenMaaSError:
+                    raise
+                except Exception as exc:
+                    raise ServiceUnavailable(
+                        f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
+                        code="model_load_failed",
+                    ) from exc
+                try:
+                    if not isinstance(runtime, kind):
+                        raise Unprocessable(
+                            f"{endpoint.name!r} serves a {endpoint.deployment.runtime} model, "
+                            "which does not answer this API",
+                            code="wrong_model_type",
+                        )
+                    yield runtime
+                finally:
+                    await cached.__aexit__(None, None, None)
+            failed = False
+        except OpenMaaSError as exc:
+            code = exc.code
+            raise
+        finally:
+            endpoint.leave()
+            elapsed = time.perf_counter() - started
+            endpoint.stats.observe(elapsed * 1000, error=failed)
+            self.metrics.requests.labels(*endpoint.labels, protocol).inc()
+            self.metrics.latency.labels(*endpoint.labels).observe(elapsed)
+            if failed:
+                self.metrics.errors.labels(*endpoint.labels, code).inc()

@@ -1,0 +1,172 @@
+"""The OpenAI-compatible API (``/v1``): an adapter over the language runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from openmaas.api.admission import Call, finish, metered
+from openmaas.api.deps import PlatformDep
+from openmaas.api.openai_schemas import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    parse,
+    payload,
+)
+from openmaas.api.openai_stream import MeteredStream
+from openmaas.api.wire import json_response, read_json
+from openmaas.domain.errors import GatewayTimeout, NotFound
+from openmaas.platform import Platform
+from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRuntime
+from openmaas.serving.endpoints import Endpoint
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _endpoint(platform: Platform, model: str) -> Endpoint:
+    """An endpoint name, a model name (newest version), ``name/2`` or ``name@alias``."""
+    table = platform.serving.table
+    name, selector = model, None
+    if "@" in model:
+        name, selector = model.split("@", 1)
+    elif "/" in model:
+        name, number = model.split("/", 1)
+        selector = int(number) if number.isdigit() else number
+    try:
+        return table.resolve(name, selector)
+    except NotFound as exc:
+        raise NotFound(
+            f"The model '{model}' does not exist or is not deployed",
+            code="model_not_found",
+            details={"param": "model"},
+        ) from exc
+
+
+def _is_language(endpoint: Endpoint) -> bool:
+    return issubclass(endpoint.runtime_class, LanguageRuntime)
+
+
+def _model_object(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "id": endpoint.deployment.model_name,
+        "object": "model",
+        "created": int(endpoint.deployment.deployed_at.timestamp()),
+        "owned_by": "openmaas",
+    }
+
+
+@router.get("/models")
+async def list_models(request: Request, platform: PlatformDep) -> Response:
+    allowed = platform.gate.model_filter(request.headers)
+    seen: dict[str, dict[str, Any]] = {}
+    for endpoint in platform.serving.table.by_name.values():
+        name = endpoint.deployment.model_name
+        if name not in seen and _is_language(endpoint) and allowed(name):
+            seen[name] = _model_object(endpoint)
+    return json_response({"object": "list", "data": sorted(seen.values(), key=lambda m: m["id"])})
+
+
+@router.get("/models/{model:path}")
+async def get_model(model: str, request: Request, platform: PlatformDep) -> Response:
+    allowed = platform.gate.model_filter(request.headers)
+    endpoint = _endpoint(platform, model)
+    if not _is_language(endpoint) or not allowed(endpoint.deployment.model_name):
+        raise NotFound(f"The model '{model}' does not exist", code="model_not_found")
+    return json_response(_model_object(endpoint))
+
+
+async def _answer(
+    platform: Platform, request: Request, parsed: Any, kind: type[LanguageRuntime], method: str
+) -> Response:
+    model_name = _endpoint(platform, parsed.model).deployment.model_name
+    body = payload(parsed)
+
+    async def handle(call: Call) -> Response:
+        call.endpoint = endpoint = _endpoint(platform, parsed.model)
+        if getattr(parsed, "stream", False):
+            return await _stream(platform, request, call, endpoint, kind, method, parsed, body)
+        timeout = endpoint.deployment.config.timeout_s
+        async with platform.serving.dataplane.session(endpoint, kind, protocol="openai") as rt:
+            try:
+                async with asyncio.timeout(timeout):
+                    result: dict[str, Any] = await getattr(rt, method)(body)
+            except TimeoutError as exc:
+                raise GatewayTimeout(
+                    f"the model did not answer within {timeout} s", code="timeout"
+                ) from exc
+        usage = result.get("usage") or {}
+        call.input_tokens = int(usage.get("prompt_tokens") or 0)
+        call.output_tokens = int(usage.get("completion_tokens") or 0)
+        return json_response(result)
+
+    return await metered(platform, request, Call(model_name, "openai"), handle)
+
+
+async def _stream(
+    platform: Platform,
+    request: Request,
+    call: Call,
+    endpoint: Endpoint,
+    kind: type[LanguageRuntime],
+    method: str,
+    parsed: Any,
+    body: dict[str, Any],
+) -> Response:
+    resources = AsyncExitStack()
+    try:
+        runtime = await resources.enter_async_context(
+            platform.serving.dataplane.session(endpoint, kind, protocol="openai")
+        )
+        chunks = getattr(runtime, f"{method}_stream")(body)
+        # The first chunk before the headers: an early failure is still a plain HTTP error.
+        first = await anext(aiter(chunks))
+    except BaseException:
+        await resources.aclose()
+        raise
+    options = parsed.stream_options
+    stream = MeteredStream(
+        call=call,
+        runtime=runtime,
+        chunks=chunks,
+        first=first,
+        include_usage=bool(options and options.include_usage),
+        prompt_tokens=_prompt_tokens(runtime, parsed),
+        resources=resources,
+        done=lambda status: finish(platform, request, call, status),
+    )
+    call.streaming = True
+    return StreamingResponse(
+        aiter(stream), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _prompt_tokens(runtime: LanguageRuntime, parsed: Any) -> int:
+    """The prompt as the tokenizer counts it: for a stream the client may cut short."""
+    if isinstance(parsed, ChatRequest):
+        texts = [m.content if isinstance(m.content, str) else "" for m in parsed.messages]
+    else:
+        texts = [parsed.prompt] if isinstance(parsed.prompt, str) else list(parsed.prompt)
+    return sum(runtime.count_tokens(text) for text in texts if text)
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, platform: PlatformDep) -> Response:
+    parsed = parse(ChatRequest, await read_json(request))
+    return await _answer(platform, request, parsed, ChatRuntime, "chat")
+
+
+@router.post("/completions")
+async def completions(request: Request, platform: PlatformDep) -> Response:
+    parsed = parse(CompletionRequest, await read_json(request))
+    return await _answer(platform, request, parsed, ChatRuntime, "complete")
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request, platform: PlatformDep) -> Response:
+    parsed = parse(EmbeddingRequest, await read_json(request))
+    return await _answer(platform, request, parsed, EmbeddingRuntime, "embed")

@@ -1,0 +1,105 @@
+"""Server-sent events for streamed completions, metered even when the client leaves early."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import orjson
+
+from openmaas.api.admission import Call
+from openmaas.api.errors import error_body
+from openmaas.domain.errors import OpenMaaSError
+from openmaas.runtimes.language import LanguageRuntime
+
+DONE = b"data: [DONE]\n\n"
+
+
+def event(data: Any) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _text_of(chunk: dict[str, Any]) -> str:
+    parts = []
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)
+
+
+class MeteredStream:
+    """Relays a runtime's chunks as SSE and keeps count of what the client was sent.
+
+    The runtime's final usage chunk is exact; a stream cut short (the client left, the
+    upstream died) is metered from the text actually sent, counted with the model's
+    tokenizer, and the prompt as counted before the stream began.
+    """
+
+    def __init__(
+        self,
+        *,
+        call: Call,
+        runtime: LanguageRuntime,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any],
+        include_usage: bool,
+        prompt_tokens: int,
+        resources: AsyncExitStack,
+        done: Callable[[int], Awaitable[None]],
+    ) -> None:
+        self.call = call
+        self.runtime = runtime
+        self.chunks = chunks
+        self.first = first
+        self.include_usage = include_usage
+        self.prompt_tokens = prompt_tokens
+        self.resources = resources
+        self.done = done
+        self.sent: list[str] = []
+        self.usage: dict[str, Any] | None = None
+
+    def _relay(self, chunk: dict[str, Any]) -> bytes | None:
+        if chunk.get("usage") and not chunk.get("choices"):
+            self.usage = chunk["usage"]
+            return event(chunk) if self.include_usage else None
+        self.sent.append(_text_of(chunk))
+        if not self.include_usage:
+            chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        return event(chunk)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        status = 200
+        try:
+            data = self._relay(self.first)
+            if data:
+                yield data
+            try:
+                async for chunk in self.chunks:
+                    data = self._relay(chunk)
+                    if data:
+                        yield data
+            except OpenMaaSError as exc:
+                # The headers are gone; the error travels as the stream's last event.
+                status = exc.status_code
+                yield event(error_body("/v1", exc.status_code, exc.code, exc.message))
+                return
+            yield DONE
+        except BaseException:
+            status = 499  # the client went away
+            raise
+        finally:
+            self._count()
+            await self.resources.aclose()
+            await self.done(status)
+
+    def _count(self) -> None:
+        if self.usage is not None and self.usage.get("completion_tokens") is not None:
+            self.call.input_tokens = int(self.usage.get("prompt_tokens") or 0)
+            self.call.output_tokens = int(self.usage["completion_tokens"])
+            return
+        text = "".join(self.sent)
+        self.call.input_tokens = self.prompt_tokens
+        self.call.output_tokens = self.runtime.count_tokens(text) if text else 0
