@@ -1,0 +1,80 @@
+"""Shared pieces of the benchmarks: ports, readiness, and wrk with a JSON POST body."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def wrk(
+    url: str, body: Any, *, concurrency: int, seconds: int, headers: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Requests per second, p50 and p99 in ms, and non-2xx answers of one wrk run."""
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+    lines.append('wrk.headers["Content-Type"] = "application/json"')
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()]
+    script.write_text("\n".join(lines) + "\n")
+    threads = 1 if concurrency < 4 else 2
+    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
+    output = subprocess.run(
+        [*command, "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    failures = re.search(r"Socket errors: .*?timeout (\d+)", output)
+    return {
+        "rps": float(_find(r"Requests/sec:\s+([\d.]+)", output)),
+        "p50": _ms(_find(r"\s50%\s+([\d.]+\w+)", output)),
+        "p99": _ms(_find(r"\s99%\s+([\d.]+\w+)", output)),
+        "errors": float(errors.group(1)) if errors else 0.0,
+        "timeouts": float(failures.group(1)) if failures else 0.0,
+    }
+
+
+def _find(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if found is None:
+        raise RuntimeError(f"wrk printed no {pattern!r}:\n{text}")
+    return found.group(1)
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def table(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:
+    out = ["| target | mode | concurrency | requests/s | p50 ms | p99 ms | non-2xx |"]
+    out.append("|---|---|---|---|---|---|---|")
+    for name, mode, concurrency, r in rows:
+        out.append(
+            f"| {name} | {mode} | {concurrency} | {r['rps']:.0f} | {r['p50']:.2f} | "
+            f"{r['p99']:.2f} | {r['errors']:.0f} |"
+        )
+    return "\n".join(out)

@@ -1,0 +1,134 @@
+"""What a gateway adds on /v1/chat/completions: direct, OpenMaaS and LiteLLM Proxy, side by side.
+
+All three are driven by the same wrk, in one run, in front of the same fast backend
+(``fast_backend.py``). OpenMaaS runs with its full policy: an application key on a plan
+with request and token limits, and metering. LiteLLM Proxy runs without a database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from benchmarks.loadgen import free_port, table, wait_ready, wrk
+
+ADMIN_KEY = "om_benchmark_admin_key"
+LITELLM_KEY = "sk-benchmark-master-key-0123456789abcdef"
+HERE = Path(__file__).parent
+BODY = {"model": "echo", "messages": [{"role": "user", "content": "Hello, how are you?"}]}
+STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def application_key(url: str, backend: str) -> str:
+    """Register the backend as a model and give a developer an application key for it."""
+    admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    endpoint = Path(tempfile.mkdtemp()) / "echo.openai.json"
+    endpoint.write_text(json.dumps({"base_url": f"{backend}/v1", "model": "echo"}))
+    admin.post("/models", json={"name": "echo", "task": "text-generation"}).raise_for_status()
+    with endpoint.open("rb") as handle:
+        admin.post(
+            "/models/echo/versions", files={"artifact": (endpoint.name, handle)}
+        ).raise_for_status()
+    admin.post(
+        "/deployments/deploy",
+        json={"model_name": "echo", "endpoint_name": "echo", "max_concurrency": 1000},
+    ).raise_for_status()
+    plan = {
+        "name": "bench",
+        "requests_per_minute": 10_000_000,
+        "tokens_per_minute": 1_000_000_000,
+        "monthly_token_quota": 10**12,
+    }
+    admin.post("/plans", json=plan).raise_for_status()
+    user = {"username": "bench", "email": "bench@example.org", "password": "benchmark pass"}
+    admin.post("/admin/users", json=user).raise_for_status()
+    developer = httpx.Client(base_url=url)
+    login = developer.post("/auth/login", json={"username": "bench", "password": "benchmark pass"})
+    developer.headers["X-CSRF-Token"] = login.raise_for_status().json()["csrf_token"]
+    app = developer.post("/applications", json={"name": "bench", "plan": "bench"})
+    key = developer.post(f"/applications/{app.raise_for_status().json()['id']}/keys", json={})
+    return str(key.raise_for_status().json()["key"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--litellm", default="/tmp/litellm/bin/litellm")
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="openmaas-gateway-"))
+    ports = {name: free_port() for name in ("backend", "openmaas", "litellm")}
+    backend = f"http://127.0.0.1:{ports['backend']}"
+    processes = [start([sys.executable, str(HERE / "fast_backend.py"), str(ports["backend"])])]
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n  - model_name: echo\n    litellm_params:\n      model: openai/echo\n"
+        f"      api_base: {backend}/v1\n      api_key: sk-none\n"
+    )
+    processes.append(
+        start(
+            [args.litellm, "--config", str(config), "--port", str(ports["litellm"])],
+            # A master key, and no database: LiteLLM checks it without a key table.
+            {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY},
+        )
+    )
+    serve = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
+    serve += ["--port", str(ports["openmaas"]), "--data-dir", str(work / "openmaas")]
+    processes.append(
+        start(serve, {"OPENMAAS_ADMIN_KEY": ADMIN_KEY, "OPENMAAS_LOG_LEVEL": "warning"})
+    )
+    rows = []
+    try:
+        openmaas = f"http://127.0.0.1:{ports['openmaas']}"
+        litellm = f"http://127.0.0.1:{ports['litellm']}"
+        wait_ready(f"{openmaas}/health/ready")
+        wait_ready(f"{litellm}/health/liveliness", timeout=300)
+        ready = httpx.post(
+            f"{litellm}/v1/chat/completions",
+            json=BODY,
+            headers={"Authorization": f"Bearer {LITELLM_KEY}"},
+            timeout=60,
+        )
+        ready.raise_for_status()
+        key = application_key(openmaas, backend)
+        targets = [
+            ("direct", f"{backend}/v1/chat/completions", {}),
+            ("OpenMaaS", f"{openmaas}/v1/chat/completions", {"Authorization": f"Bearer {key}"}),
+            (
+                "LiteLLM Proxy",
+                f"{litellm}/v1/chat/completions",
+                {"Authorization": f"Bearer {LITELLM_KEY}"},
+            ),
+        ]
+        for mode, body in (("plain", BODY), ("stream", STREAM_BODY)):
+            for concurrency in (1, 32):
+                for name, url, headers in targets:
+                    result = wrk(
+                        url, body, concurrency=concurrency, seconds=args.seconds, headers=headers
+                    )
+                    rows.append((name, mode, concurrency, result))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
