@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
+import orjson
 
 from openmaas.domain.errors import BadGateway, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature
@@ -29,11 +29,13 @@ from openmaas.runtimes.base import ArtifactSpec
 from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime
 from openmaas.runtimes.upstream import (
     Endpoint,
+    UpstreamClient,
+    UpstreamResponse,
     client_for,
     endpoint_of,
     json_body,
+    lines_of,
     raise_for_status,
-    translated,
     upstream_message,
 )
 
@@ -45,10 +47,10 @@ def _tokenizer(location: str) -> Any:
     return Tokenizer.from_file(str(path / "tokenizer.json" if path.is_dir() else path))
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[str]:
+async def _sse_data(lines_in: AsyncIterator[str]) -> AsyncIterator[str]:
     """The ``data`` of each server-sent event (multi-line data joined, comments skipped)."""
     lines: list[str] = []
-    async for line in response.aiter_lines():
+    async for line in lines_in:
         if not line:
             if lines:
                 yield "\n".join(lines)
@@ -68,7 +70,7 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
     def __init__(self, spec: ArtifactSpec) -> None:
         super().__init__(spec)
         self._endpoint: Endpoint | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
         self._tokenizer: Any = None
 
     @classmethod
@@ -99,7 +101,7 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
             return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
         return wire.approximate_tokens(text)
 
-    def _connection(self) -> tuple[Endpoint, httpx.AsyncClient]:
+    def _connection(self) -> tuple[Endpoint, UpstreamClient]:
         if self._endpoint is None or self._client is None:
             raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         return self._endpoint, self._client
@@ -131,8 +133,7 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
 
     async def _post(self, path: str, request: Mapping[str, Any]) -> dict[str, Any]:
         endpoint, client = self._connection()
-        async with translated(endpoint):
-            response = await client.post(path, json=self._body(request, stream=None))
+        response = await client.request("POST", path, self._body(request, stream=None))
         raise_for_status(response, endpoint)
         answer = json_body(response)
         if not isinstance(answer, dict):
@@ -183,12 +184,12 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
             return {**last, "object": kind, "model": model, "choices": [], "usage": used()}
 
         try:
-            async with translated(endpoint), client.stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise_for_status(response, endpoint)
+            async with client.stream(path, body) as response:
+                if response.status >= 400:
+                    failed = UpstreamResponse(response.status, await response.read())
+                    raise_for_status(failed, endpoint)
                 finished = False
-                async for data in _sse_data(response):
+                async for data in _sse_data(lines_of(response)):
                     if data.strip() == "[DONE]":
                         finished = True
                         break
@@ -217,8 +218,8 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
     @staticmethod
     def _chunk(data: str) -> dict[str, Any]:
         try:
-            chunk = json.loads(data)
-        except ValueError as exc:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise BadGateway(
                 "the upstream server sent an invalid event", code="upstream_error"
             ) from exc

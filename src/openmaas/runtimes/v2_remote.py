@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import numpy as np
 
 from openmaas.domain.errors import BadGateway, BadRequest, OpenMaaSError, ServiceUnavailable
@@ -24,11 +23,11 @@ from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
 from openmaas.runtimes.tensors import DATATYPE_TO_DTYPE, datatype_of
 from openmaas.runtimes.upstream import (
     Endpoint,
+    UpstreamClient,
     client_for,
     endpoint_of,
     json_body,
     raise_for_status,
-    translated,
 )
 
 
@@ -74,7 +73,7 @@ class V2RemoteRuntime(TensorRuntime):
     def __init__(self, spec: ArtifactSpec) -> None:
         super().__init__(spec)
         self._endpoint: Endpoint | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
 
     @classmethod
     def inspect(cls, spec: ArtifactSpec) -> Signature:
@@ -95,8 +94,7 @@ class V2RemoteRuntime(TensorRuntime):
         self._endpoint = endpoint
         try:
             if self.signature.empty:
-                async with translated(endpoint):
-                    response = await client.get(self._path)
+                response = await client.request("GET", self._path)
                 raise_for_status(response, endpoint)
                 metadata = json_body(response)
                 try:
@@ -129,8 +127,7 @@ class V2RemoteRuntime(TensorRuntime):
         }
         if outputs:
             body["outputs"] = [{"name": name} for name in outputs]
-        async with translated(self._endpoint):
-            response = await self._client.post(f"{self._path}/infer", json=body)
+        response = await self._client.request("POST", f"{self._path}/infer", body)
         raise_for_status(response, self._endpoint)
         answer = json_body(response)
         tensors = answer.get("outputs") if isinstance(answer, dict) else None
