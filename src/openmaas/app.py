@@ -57,13 +57,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
+    # Inference routes first: requests are matched against routes in order, and these
+    # are the ones on the hot path.
+    app.include_router(predict.router)
+    app.include_router(v2.router)
+    app.include_router(openai_api.router)
+    app.include_router(v2.repository)
     app.include_router(system.router)
     app.include_router(models.router)
     app.include_router(deployments.router)
-    app.include_router(predict.router)
-    app.include_router(v2.router)
-    app.include_router(v2.repository)
-    app.include_router(openai_api.router)
     app.include_router(metrics.router)
     install_openapi(app, platform.serving.table)
     for module in (auth, applications, plans, usage, admin):

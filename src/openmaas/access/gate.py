@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,8 +49,18 @@ class Attribution:
     key_id: int | None = None
 
 
+_month_cache: tuple[float, str] = (0.0, "")
+
+
 def _month(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m")
+    global _month_cache
+    if now is not None:
+        return now.strftime("%Y-%m")
+    # Formatting a date on every request shows up in profiles; the month changes rarely.
+    clock = time.monotonic()
+    if clock - _month_cache[0] > 1.0:
+        _month_cache = (clock, datetime.now(UTC).strftime("%Y-%m"))
+    return _month_cache[1]
 
 
 def rate_limit_headers(state: WindowState) -> dict[str, str]:
