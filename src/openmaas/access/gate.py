@@ -10,8 +10,6 @@ one gets 429.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +20,7 @@ from openmaas.access.credentials import credential_from_headers, hash_key
 from openmaas.access.limiter import Limiter, WindowState
 from openmaas.access.service import AccessService
 from openmaas.access.snapshot import SnapshotStore
+from openmaas.background import Periodic
 from openmaas.domain.accounts import Principal
 from openmaas.domain.applications import ApplicationStatus
 from openmaas.domain.errors import Forbidden, RateLimited, Unauthorized
@@ -105,7 +104,13 @@ class AccessGate:
         self.flush_seconds = flush_seconds
         # Keys' last-used times, written to the database in batches, not per request.
         self._last_used: dict[int, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic(
+            "openmaas-key-last-used",
+            flush_seconds,
+            self.flush_last_used,
+            logger=logger,
+            failure="could not write keys' last-used times",
+        )
 
     async def admit(self, headers: Mapping[str, str], model_name: str) -> Admission:
         identity = self.access.identify_key(credential_from_headers(headers))
@@ -263,21 +268,12 @@ class AccessGate:
                 self._last_used.setdefault(key_id, at)
             logger.warning("could not write keys' last-used times", exc_info=True)
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            await self.flush_last_used()
-
     async def start(self) -> None:
         if not self.limiter.shared:
             await self._seed_monthly_quotas()
-        self._task = asyncio.create_task(self._flush_loop(), name="openmaas-key-last-used")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._flusher.stop()
         await self.flush_last_used()
         await self.limiter.close()

@@ -10,11 +10,11 @@ every other worker within ``access_refresh_seconds``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from openmaas.background import Periodic
 from openmaas.domain.accounts import Role
 from openmaas.domain.applications import ApplicationStatus
 from openmaas.domain.plans import Plan
@@ -90,7 +90,14 @@ class SnapshotStore:
         self.db = db
         self.refresh_seconds = refresh_seconds
         self.current = AccessSnapshot()
-        self._task: asyncio.Task[None] | None = None
+        # A database hiccup keeps the last good snapshot; the next poll retries.
+        self._poller = Periodic(
+            "openmaas-access-snapshot",
+            refresh_seconds,
+            self.refresh_if_changed,
+            logger=logger,
+            failure="could not refresh the access snapshot",
+        )
         self._lock = asyncio.Lock()
 
     async def load(self) -> None:
@@ -138,24 +145,9 @@ class SnapshotStore:
         if version != self.current.version:
             await self.load()
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_seconds)
-            try:
-                await self.refresh_if_changed()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A database hiccup keeps the last good snapshot; the next poll retries.
-                logger.warning("could not refresh the access snapshot", exc_info=True)
-
     async def start(self) -> None:
         await self.load()
-        self._task = asyncio.create_task(self._poll(), name="openmaas-access-snapshot")
+        self._poller.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._poller.stop()

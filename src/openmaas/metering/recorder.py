@@ -11,12 +11,12 @@ events since the last flush.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from openmaas.background import Periodic
 from openmaas.domain.usage import UsageEvent
 from openmaas.store import Database, usage_repo
 
@@ -43,7 +43,13 @@ class UsageRecorder:
         self.db = db
         self.flush_seconds = flush_seconds
         self._buckets: dict[_BucketKey, _Bucket] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = Periodic(
+            "openmaas-usage-flush",
+            flush_seconds,
+            self.flush,
+            logger=logger,
+            failure="could not flush usage; it stays in memory for the next try",
+        )
         self._flush_lock = asyncio.Lock()
         self.dropped = 0  # events that could not even be counted (malformed)
 
@@ -106,21 +112,11 @@ class UsageRecorder:
         bucket.latency_ms_sum += old.latency_ms_sum
         bucket.latency_ms_max = max(bucket.latency_ms_max, old.latency_ms_max)
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            with contextlib.suppress(Exception):
-                await self.flush()
-
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="openmaas-usage-flush")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._flusher.stop()
         # The final flush; one retry covers a connection the pool had let go stale.
         for attempt in range(3):
             try:

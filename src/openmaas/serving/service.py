@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+from openmaas.background import Periodic
 from openmaas.domain.deployments import (
     Deployment,
     DeploymentConfig,
@@ -50,19 +51,22 @@ class ServingService:
         self.dataplane = DataPlane(self.table, self.cache, self.metrics)
         self.sync_interval_s = sync_interval_s
         self._fingerprint: tuple[Any, ...] | None = None
-        self._sync_task: asyncio.Task[None] | None = None
+        self._syncer = Periodic(
+            "openmaas-deployments-sync",
+            sync_interval_s,
+            self.sync,
+            logger=logger,
+            failure="refreshing deployments failed; retrying",
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.sync()
-        self._sync_task = asyncio.create_task(self._sync_forever())
+        self._syncer.start()
 
     async def stop(self) -> None:
-        if self._sync_task is not None:
-            self._sync_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sync_task
+        await self._syncer.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -253,14 +257,6 @@ class ServingService:
         task.add_done_callback(self._background.discard)
 
     # --- keeping every worker in step -----------------------------------------------
-
-    async def _sync_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_interval_s)
-            try:
-                await self.sync()
-            except Exception:
-                logger.exception("refreshing deployments failed; retrying")
 
     async def sync(self) -> None:
         """Bring the table in line with the database when anything changed there."""
