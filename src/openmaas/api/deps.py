@@ -19,7 +19,8 @@ MAX_ID = 2_147_483_647
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async: a plain function dependency would run in a worker thread on every request.
     platform: Platform = request.app.state.platform
     return platform
 
