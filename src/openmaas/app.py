@@ -26,6 +26,7 @@ from openmaas.api import (
 )
 from openmaas.api.body_limit import BodySizeLimit
 from openmaas.api.errors import install_error_handlers
+from openmaas.api.hot_path import InferenceHotPath
 from openmaas.api.openapi import install_openapi
 from openmaas.platform import Platform
 from openmaas.settings import Settings
@@ -70,6 +71,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_openapi(app, platform.serving.table)
     for module in (auth, applications, plans, usage, admin):
         app.include_router(module.router)
+    # Innermost: inference requests skip routing and dependency injection, yet still pass
+    # the body size limit and CORS below.
+    app.add_middleware(InferenceHotPath, platform=platform)
     # Before anything reads it, so an oversized body is refused unread.
     app.add_middleware(
         BodySizeLimit,

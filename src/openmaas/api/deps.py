@@ -20,7 +20,7 @@ IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 async def get_platform(request: Request) -> Platform:
-    # async: a plain function would be run in a worker thread on every request.
+    # async: a plain function dependency would run in a worker thread on every request.
     platform: Platform = request.app.state.platform
     return platform
 

@@ -64,7 +64,8 @@ def error_response(
     )
 
 
-async def _openmaas_error(request: Request, exc: Exception) -> JSONResponse:
+async def openmaas_error(request: Request, exc: Exception) -> JSONResponse:
+    """The response for one of our errors; also used by the inference hot path."""
     assert isinstance(exc, OpenMaaSError)
     if exc.status_code >= 500:
         logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
@@ -107,7 +108,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(OpenMaaSError, _openmaas_error)
+    app.add_exception_handler(OpenMaaSError, openmaas_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

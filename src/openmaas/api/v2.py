@@ -96,7 +96,8 @@ async def version_ready(name: str, version: str, request: Request, platform: Pla
     return await _ready(platform, request, name, version)
 
 
-async def _infer(platform: Platform, request: Request, name: str, version: str | None) -> Response:
+async def infer(platform: Platform, request: Request, name: str, version: str | None) -> Response:
+    """One V2 inference; called by the routes below and by the hot path (``hot_path.py``)."""
     body = await request.body()
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
     model = _endpoint(platform, name, version).deployment.model_name
@@ -152,14 +153,14 @@ def _binary_response(answer: dict[str, Any], binary_part: bytes) -> Response:
 
 @router.post("/models/{name}/infer")
 async def model_infer(name: str, request: Request, platform: PlatformDep) -> Response:
-    return await _infer(platform, request, name, None)
+    return await infer(platform, request, name, None)
 
 
 @router.post("/models/{name}/versions/{version}/infer")
 async def version_infer(
     name: str, version: str, request: Request, platform: PlatformDep
 ) -> Response:
-    return await _infer(platform, request, name, version)
+    return await infer(platform, request, name, version)
 
 
 @repository.post("/index")

@@ -16,6 +16,21 @@ from openmaas.runtimes.tensors import datatype_of_numpy
 
 # Above this many rows a prediction leaves the event loop for a worker thread.
 _INLINE_ROWS = 256
+# Classifiers whose ``predict`` is the class of the highest ``predict_proba`` (ties
+# aside): when both outputs are wanted one model call gives both. Exact types only, since
+# a subclass may predict otherwise. Each scikit-learn call costs far more in input
+# validation than in arithmetic for a few rows.
+_ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.linear_model._logistic.LogisticRegressionCV",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.tree._classes.ExtraTreeClassifier",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.naive_bayes.GaussianNB",
+    }
+)
 
 
 def _load_estimator(spec: ArtifactSpec) -> Any:
@@ -78,6 +93,7 @@ class SklearnRuntime(TensorRuntime):
     def __init__(self, spec: ArtifactSpec) -> None:
         super().__init__(spec)
         self._estimator: Any = None
+        self._classes: np.ndarray | None = None  # set when predict may come from predict_proba
 
     @classmethod
     def inspect(cls, spec: ArtifactSpec) -> Signature:
@@ -88,10 +104,12 @@ class SklearnRuntime(TensorRuntime):
         estimator = await anyio.to_thread.run_sync(_load_estimator, self.spec)
         if self.signature.empty:
             self.signature = _signature_of(estimator)
+        self._classes = _argmax_classes(estimator)
         self._estimator = estimator
 
     async def unload(self) -> None:
         self._estimator = None
+        self._classes = None
 
     @property
     def ready(self) -> bool:
@@ -106,12 +124,36 @@ class SklearnRuntime(TensorRuntime):
     def _predict(self, features: np.ndarray, outputs: Sequence[str] | None) -> Tensors:
         wanted = outputs or [spec.name for spec in self.signature.outputs]
         rows = features.reshape(len(features), -1) if features.ndim != 2 else features
+        both: Tensors = {}
+        if self._classes is not None and "predict" in wanted and "predict_proba" in wanted:
+            proba = np.asarray(self._estimator.predict_proba(rows))
+            both = {"predict": self._labels(rows, proba, self._classes), "predict_proba": proba}
         result: Tensors = {}
         for name in wanted:
-            if name == "predict":
+            if name in both:
+                result[name] = both[name]
+            elif name == "predict":
                 result[name] = np.asarray(self._estimator.predict(rows))
             elif name == "predict_proba":
                 result[name] = np.asarray(self._estimator.predict_proba(rows))
             else:
                 raise BadRequest(f"unknown output {name!r}", code="unknown_output")
         return result
+
+    def _labels(self, rows: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        labels = classes.take(proba.argmax(axis=1))
+        # Where two classes tie, argmax takes the first; the model's own predict decides.
+        ties = (proba == proba.max(axis=1, keepdims=True)).sum(axis=1) > 1
+        if ties.any():
+            labels[ties] = self._estimator.predict(rows[ties])
+        return labels
+
+
+def _argmax_classes(estimator: Any) -> np.ndarray | None:
+    kind = type(estimator)
+    classes = getattr(estimator, "classes_", None)
+    if f"{kind.__module__}.{kind.__qualname__}" not in _ARGMAX_CLASSIFIERS:
+        return None
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1:
+        return None  # multi-output models keep one array of classes per output
+    return classes
