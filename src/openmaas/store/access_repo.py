@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmaas.domain.errors import Conflict
+from openmaas.store.inserts import insert_unique
 from openmaas.store.tables import (
     AccessVersionRow,
     ApiKeyRow,
@@ -51,13 +51,9 @@ async def load_snapshot(*, session: AsyncSession) -> SnapshotRows:
 
 
 async def create_plan(*, session: AsyncSession, row: PlanRow) -> PlanRow:
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(f"plan {row.name!r} exists", code="plan_exists") from exc
-    return row
+    return await insert_unique(
+        session, row, Conflict(f"plan {row.name!r} exists", code="plan_exists")
+    )
 
 
 async def get_plan(*, session: AsyncSession, plan_id: int) -> PlanRow | None:
@@ -80,15 +76,11 @@ async def count_applications_on_plan(*, session: AsyncSession, plan_id: int) -> 
 
 
 async def create_application(*, session: AsyncSession, row: ApplicationRow) -> ApplicationRow:
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(
-            f"you already have an application {row.name!r}", code="application_exists"
-        ) from exc
-    return row
+    return await insert_unique(
+        session,
+        row,
+        Conflict(f"you already have an application {row.name!r}", code="application_exists"),
+    )
 
 
 async def get_application(

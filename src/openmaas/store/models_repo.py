@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmaas.domain.errors import Conflict, NotFound
 from openmaas.domain.models import Model, ModelVersion, Signature
+from openmaas.store.inserts import insert_unique
 from openmaas.store.tables import DeploymentRow, ModelAliasRow, ModelRow, ModelVersionRow
 
 LIVE_DEPLOYMENT_STATES = ("deploying", "active")
@@ -37,13 +37,9 @@ async def create_model(
     owner: str | None,
 ) -> ModelRow:
     row = ModelRow(name=name, description=description, task=task, tags=tags, owner=owner)
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(f"model {name!r} already exists", code="model_exists") from exc
-    return row
+    return await insert_unique(
+        session, row, Conflict(f"model {name!r} already exists", code="model_exists")
+    )
 
 
 async def list_models(
@@ -127,16 +123,14 @@ async def next_version_number(*, session: AsyncSession, model_id: int) -> int:
 
 
 async def add_version(*, session: AsyncSession, row: ModelVersionRow) -> ModelVersionRow:
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(
+    return await insert_unique(
+        session,
+        row,
+        Conflict(
             "another version was registered at the same moment; retry",
             code="version_conflict",
-        ) from exc
-    return row
+        ),
+    )
 
 
 async def get_version_row(

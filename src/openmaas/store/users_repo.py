@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmaas.domain.errors import Conflict
+from openmaas.store.inserts import insert_unique
 from openmaas.store.tables import ApiKeyRow, UserRow
 
 
@@ -65,13 +65,9 @@ async def create_user(
         approved=approved,
         oidc_subject=oidc_subject,
     )
-    session.add(row)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise Conflict(f"user {username!r} or {email!r} exists", code="user_exists") from exc
-    return row
+    return await insert_unique(
+        session, row, Conflict(f"user {username!r} or {email!r} exists", code="user_exists")
+    )
 
 
 async def add_key(
