@@ -94,7 +94,9 @@ def build_tiny_llm(directory: Path) -> Path:
         bos_token_id=ids["<|bos|>"],
         eos_token_id=ids[END_OF_TURN],
         pad_token_id=ids["<|pad|>"],
-        tie_word_embeddings=True,
+        # Untied: a tied head is not saved, and on loading it came back freshly
+        # initialised (sometimes NaN) instead of tied.
+        tie_word_embeddings=False,
     )
     with torch.random.fork_rng():
         torch.manual_seed(_SEED)
