@@ -21,7 +21,7 @@ from openmaas.runtimes import TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
 from openmaas.serving.cache import ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
-from openmaas.serving.metrics import ServingMetrics
+from openmaas.serving.metrics import EndpointMeters, ServingMetrics
 
 
 class DataPlane:
@@ -30,36 +30,52 @@ class DataPlane:
         self.cache = cache
         self.metrics = metrics
 
+    def meters(self, endpoint: Endpoint) -> EndpointMeters:
+        meters = endpoint.meters
+        if meters is None:
+            meters = endpoint.meters = self.metrics.meters(endpoint.labels)
+        return meters
+
     def runner(self, endpoint: Endpoint) -> RunBatch:
         """Run one (possibly batched) call on the endpoint's model, loading it if needed."""
 
         async def run(inputs: Tensors, outputs: Sequence[str] | None) -> Tensors:
-            try:
-                async with self.cache.use(
-                    endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
-                ) as runtime:
-                    if not isinstance(runtime, TensorRuntime):
-                        raise Unprocessable(
-                            f"{endpoint.name!r} serves a {endpoint.deployment.runtime} model, "
-                            "which takes no tensors; use its own API",
-                            code="wrong_protocol",
-                        )
-                    rows = len(next(iter(inputs.values())))
-                    self.metrics.batch_size.labels(*endpoint.labels).observe(rows)
-                    return await runtime.infer(inputs, outputs)
-            except OpenMaaSError:
-                raise
-            except Exception as exc:
-                if endpoint.cache_key not in self.cache:
-                    raise ServiceUnavailable(
-                        f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                        code="model_load_failed",
-                    ) from exc
-                raise Unprocessable(
-                    f"the model failed on this input: {exc}", code="model_error"
-                ) from exc
+            return await self._run(endpoint, inputs, outputs)
 
         return run
+
+    async def _run(
+        self, endpoint: Endpoint, inputs: Tensors, outputs: Sequence[str] | None
+    ) -> Tensors:
+        key = endpoint.cache_key
+        try:
+            entry = await self.cache.acquire(
+                key, endpoint.build_runtime, endpoint.size, endpoint.labels
+            )
+            runtime = entry.runtime
+            try:
+                if not isinstance(runtime, TensorRuntime):
+                    raise Unprocessable(
+                        f"{endpoint.name!r} serves a {endpoint.deployment.runtime} model, "
+                        "which takes no tensors; use its own API",
+                        code="wrong_protocol",
+                    )
+                rows = len(next(iter(inputs.values())))
+                self.meters(endpoint).batch_size.observe(rows)
+                return await runtime.infer(inputs, outputs)
+            finally:
+                await self.cache.release(entry)
+        except OpenMaaSError:
+            raise
+        except Exception as exc:
+            if key not in self.cache:
+                raise ServiceUnavailable(
+                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
+                    code="model_load_failed",
+                ) from exc
+            raise Unprocessable(
+                f"the model failed on this input: {exc}", code="model_error"
+            ) from exc
 
     async def infer(
         self,
@@ -81,7 +97,7 @@ class DataPlane:
                     if endpoint.batcher is not None:
                         result = await endpoint.batcher.submit(inputs, outputs)
                     else:
-                        result = await self.runner(endpoint)(inputs, outputs)
+                        result = await self._run(endpoint, inputs, outputs)
             failed = False
             return result
         except TimeoutError as exc:
@@ -97,8 +113,8 @@ class DataPlane:
             endpoint.leave()
             elapsed = time.perf_counter() - started
             endpoint.stats.observe(elapsed * 1000, error=failed)
-            labels = endpoint.labels
-            self.metrics.requests.labels(*labels, protocol).inc()
-            self.metrics.latency.labels(*labels).observe(elapsed)
+            meters = self.meters(endpoint)
+            meters.requests(protocol).inc()
+            meters.latency.observe(elapsed)
             if failed:
-                self.metrics.errors.labels(*labels, code).inc()
+                self.metrics.errors.labels(*endpoint.labels, code).inc()
