@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     """Log level of the server and of OpenMaaS' own loggers."""
 
+    access_log: bool = False
+    """Log every HTTP request (uvicorn's access log); off by default, as it costs a log
+    line per inference request on the hot path."""
+
     demo: bool = False
     """Train, register and deploy the demo models and accounts on first start."""
 

@@ -39,6 +39,34 @@ def test_sklearn_classifier_matches_the_estimator(tmp_path: Path) -> None:
     np.testing.assert_allclose(result["predict_proba"], model.predict_proba(rows))
 
 
+def test_sklearn_predict_from_one_call_matches_the_estimator_even_on_ties(
+    tmp_path: Path,
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = classifier()
+    model.coef_, model.intercept_ = np.array([[1.0, 0.0, 0.0]]), np.array([0.0])
+    # A decision of 1e-17 is class 1, yet both probabilities round to exactly 0.5.
+    rows = np.array([[1e-17, 0.0, 0.0], [0.0, 0.0, 0.0], [-1e-17, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    runtime = SklearnRuntime(ArtifactSpec(path=skops_file(tmp_path, model)))
+    result = _infer(runtime, {"input": rows})
+    assert list(result) == ["predict", "predict_proba"]
+    np.testing.assert_array_equal(result["predict"], model.predict(rows))
+    np.testing.assert_array_equal(result["predict_proba"], model.predict_proba(rows))
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 3))
+    labels = np.array(["low", "mid", "high"])[np.digitize(x[:, 0], [-0.5, 0.5])]
+    forest = RandomForestClassifier(n_estimators=4, random_state=0).fit(x, labels)
+    forest_file = skops_file(tmp_path, forest, "forest.skops")
+    runtime = SklearnRuntime(ArtifactSpec(path=forest_file, allow_code=True))  # trees: untrusted
+    rows = rng.normal(size=(200, 3))
+    result = _infer(runtime, {"input": rows}, ["predict_proba", "predict"])
+    assert list(result) == ["predict_proba", "predict"]
+    np.testing.assert_array_equal(result["predict"], forest.predict(rows))
+    np.testing.assert_array_equal(result["predict_proba"], forest.predict_proba(rows))
+
+
 def test_sklearn_large_batches_and_output_selection(tmp_path: Path) -> None:
     model = regressor()
     rows = np.random.default_rng(2).normal(size=(1000, 2))

@@ -4,6 +4,10 @@ Fixed windows, because their counters are single atomic increments (INCRBY in Re
 with N allowed, exactly N concurrent hits succeed however many workers share the store.
 Every failure of the store surfaces as ``ServiceUnavailable``: when the counters cannot be
 read the gate refuses rather than letting unlimited traffic through.
+
+A hit is one increment: the count it returns gives what remains, and a window's reset
+time, read when the window starts, is remembered until it passes. With Redis that is one
+round trip per window instead of three on every request.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from openmaas.domain.errors import ServiceUnavailable
 
 _REDIS_CONNECTIONS = 64
+# Remembered reset times are forgotten wholesale past this many (applications x windows).
+_MAX_RESETS = 100_000
 _WINDOWS: dict[str, tuple[type[RateLimitItem], int]] = {
     "second": (RateLimitItemPerSecond, 1),
     "minute": (RateLimitItemPerMinute, 1),
@@ -71,6 +77,7 @@ class Limiter:
         self.storage = storage
         self._strategy = FixedWindowRateLimiter(storage)
         self._items: dict[tuple[int, str], RateLimitItem] = {}
+        self._resets: dict[str, float] = {}  # counter key -> POSIX time its window ends
 
     def _item(self, amount: int, window: str) -> RateLimitItem:
         item = self._items.get((amount, window))
@@ -82,12 +89,22 @@ class Limiter:
     async def hit(self, amount: int, window: str, *ids: str) -> tuple[bool, WindowState]:
         """Count one request; False when it went past the limit."""
         item = self._item(amount, window)
+        key = item.key_for(*ids)
         try:
-            admitted = await self._strategy.hit(item, *ids)
-            stats = await self._strategy.get_window_stats(item, *ids)
+            # What FixedWindowRateLimiter.hit does, keeping the count it throws away.
+            count = await self.storage.incr(key, item.get_expiry(), amount=1)
+            reset_at = self._resets.get(key)
+            # A count of 1 opened a new window. A remembered reset time still ahead
+            # belongs to this very counter: a new one only starts once it has passed
+            # (Redis' TTL is whole seconds, rounded down, so it errs early, never late).
+            if count <= 1 or reset_at is None or reset_at <= time.time():
+                reset_at = await self.storage.get_expiry(key)
+                if len(self._resets) >= _MAX_RESETS:
+                    self._resets.clear()
+                self._resets[key] = reset_at
         except Exception as exc:
             raise _unavailable() from exc
-        return admitted, WindowState(amount, stats.remaining, stats.reset_time)
+        return count <= amount, WindowState(amount, max(0, amount - count), reset_at)
 
     async def exhausted(self, amount: int, window: str, *ids: str) -> WindowState | None:
         """The window's state when nothing is left in it, else None (counts nothing)."""

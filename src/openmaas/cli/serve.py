@@ -92,4 +92,5 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        access_log=settings.access_log,
     )

@@ -56,7 +56,9 @@ class UsageRecorder:
     def record(self, event: UsageEvent) -> None:
         """Count one request; synchronous, O(1), no I/O, never raises."""
         try:
-            at = event.at.astimezone(UTC) if event.at.tzinfo else event.at.replace(tzinfo=UTC)
+            at = event.at
+            if at.tzinfo is not UTC:  # the hot path records in UTC already
+                at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
             key: _BucketKey = (
                 at.replace(second=0, microsecond=0),
                 event.user_id,

@@ -143,7 +143,10 @@ class SklearnRuntime(TensorRuntime):
     def _labels(self, rows: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
         labels = classes.take(proba.argmax(axis=1))
         # Where two classes tie, argmax takes the first; the model's own predict decides.
-        ties = (proba == proba.max(axis=1, keepdims=True)).sum(axis=1) > 1
+        if proba.shape[1] == 2:
+            ties = proba[:, 0] == proba[:, 1]  # the common case, at a fraction of the cost
+        else:
+            ties = (proba == proba.max(axis=1, keepdims=True)).sum(axis=1) > 1
         if ties.any():
             labels[ties] = self._estimator.predict(rows[ties])
         return labels

@@ -23,10 +23,17 @@ DATATYPE_TO_DTYPE: dict[str, np.dtype] = {
 }
 
 
+# Every response tensor is named by its dtype; a dictionary finds the common ones at once.
+_DATATYPE_OF_DTYPE = {dtype: name for name, dtype in DATATYPE_TO_DTYPE.items() if name != "BYTES"}
+
+
 def datatype_of(array: np.ndarray) -> str:
     kind = array.dtype
     if kind.kind in ("U", "S", "O"):
         return "BYTES"
+    found = _DATATYPE_OF_DTYPE.get(kind)
+    if found is not None:
+        return found
     for name, dtype in DATATYPE_TO_DTYPE.items():
         if dtype == kind and name != "BYTES":
             return name

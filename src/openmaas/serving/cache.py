@@ -23,7 +23,9 @@ CacheKey = tuple[int, str]
 
 
 @dataclass(slots=True)
-class _Entry:
+class CachedModel:
+    """A loaded runtime and how many calls are using it (it is not evicted while > 0)."""
+
     runtime: Runtime
     size: int
     labels: tuple[str, str]
@@ -34,8 +36,8 @@ class ModelCache:
     def __init__(self, budget_bytes: int, metrics: ServingMetrics) -> None:
         self.budget_bytes = budget_bytes
         self.metrics = metrics
-        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
-        self._loading: dict[CacheKey, asyncio.Future[_Entry]] = {}
+        self._entries: OrderedDict[CacheKey, CachedModel] = OrderedDict()
+        self._loading: dict[CacheKey, asyncio.Future[CachedModel]] = {}
         self._used_bytes = 0
 
     @property
@@ -57,19 +59,33 @@ class ModelCache:
         labels: tuple[str, str],
     ) -> AsyncIterator[Runtime]:
         """The loaded runtime for ``key``, pinned (not evictable) while in use."""
+        entry = await self.acquire(key, build, size, labels)
+        try:
+            yield entry.runtime
+        finally:
+            await self.release(entry)
+
+    async def acquire(
+        self,
+        key: CacheKey,
+        build: Callable[[], Runtime],
+        size: int,
+        labels: tuple[str, str],
+    ) -> CachedModel:
+        """``use`` without a context manager, for the hot path: pair it with ``release``."""
         entry = self._entries.get(key)
         if entry is None:
             entry = await self._load(key, build, size, labels)
         else:
             self._entries.move_to_end(key)
         entry.in_use += 1
-        try:
-            yield entry.runtime
-        finally:
-            entry.in_use -= 1
-            if self._used_bytes > self.budget_bytes and not entry.in_use:
-                # Loads that found every model busy went over budget; give it back now.
-                await self._make_room(0)
+        return entry
+
+    async def release(self, entry: CachedModel) -> None:
+        entry.in_use -= 1
+        if self._used_bytes > self.budget_bytes and not entry.in_use:
+            # Loads that found every model busy went over budget; give it back now.
+            await self._make_room(0)
 
     async def ensure_loaded(
         self, key: CacheKey, build: Callable[[], Runtime], size: int, labels: tuple[str, str]
@@ -79,11 +95,11 @@ class ModelCache:
 
     async def _load(
         self, key: CacheKey, build: Callable[[], Runtime], size: int, labels: tuple[str, str]
-    ) -> _Entry:
+    ) -> CachedModel:
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[CachedModel] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
         try:
             await self._make_room(size)
@@ -95,7 +111,7 @@ class ModelCache:
             except BaseException:
                 self._used_bytes -= size
                 raise
-            entry = _Entry(runtime=runtime, size=size, labels=labels)
+            entry = CachedModel(runtime=runtime, size=size, labels=labels)
             self._entries[key] = entry
             self.metrics.loads.labels(*labels).inc()
             self._publish_gauges()

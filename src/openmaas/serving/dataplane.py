@@ -22,7 +22,7 @@ from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
 from openmaas.serving.cache import ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
-from openmaas.serving.metrics import ServingMetrics
+from openmaas.serving.metrics import EndpointMeters, ServingMetrics
 
 
 class DataPlane:
@@ -31,36 +31,52 @@ class DataPlane:
         self.cache = cache
         self.metrics = metrics
 
+    def meters(self, endpoint: Endpoint) -> EndpointMeters:
+        meters = endpoint.meters
+        if meters is None:
+            meters = endpoint.meters = self.metrics.meters(endpoint.labels)
+        return meters
+
     def runner(self, endpoint: Endpoint) -> RunBatch:
         """Run one (possibly batched) call on the endpoint's model, loading it if needed."""
 
         async def run(inputs: Tensors, outputs: Sequence[str] | None) -> Tensors:
-            try:
-                async with self.cache.use(
-                    endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
-                ) as runtime:
-                    if not isinstance(runtime, TensorRuntime):
-                        raise Unprocessable(
-                            f"{endpoint.name!r} serves a {endpoint.deployment.runtime} model, "
-                            "which takes no tensors; use its own API",
-                            code="wrong_protocol",
-                        )
-                    rows = len(next(iter(inputs.values())))
-                    self.metrics.batch_size.labels(*endpoint.labels).observe(rows)
-                    return await runtime.infer(inputs, outputs)
-            except OpenMaaSError:
-                raise
-            except Exception as exc:
-                if endpoint.cache_key not in self.cache:
-                    raise ServiceUnavailable(
-                        f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                        code="model_load_failed",
-                    ) from exc
-                raise Unprocessable(
-                    f"the model failed on this input: {exc}", code="model_error"
-                ) from exc
+            return await self._run(endpoint, inputs, outputs)
 
         return run
+
+    async def _run(
+        self, endpoint: Endpoint, inputs: Tensors, outputs: Sequence[str] | None
+    ) -> Tensors:
+        key = endpoint.cache_key
+        try:
+            entry = await self.cache.acquire(
+                key, endpoint.build_runtime, endpoint.size, endpoint.labels
+            )
+            runtime = entry.runtime
+            try:
+                if not isinstance(runtime, TensorRuntime):
+                    raise Unprocessable(
+                        f"{endpoint.name!r} serves a {endpoint.deployment.runtime} model, "
+                        "which takes no tensors; use its own API",
+                        code="wrong_protocol",
+                    )
+                rows = len(next(iter(inputs.values())))
+                self.meters(endpoint).batch_size.observe(rows)
+                return await runtime.infer(inputs, outputs)
+            finally:
+                await self.cache.release(entry)
+        except OpenMaaSError:
+            raise
+        except Exception as exc:
+            if key not in self.cache:
+                raise ServiceUnavailable(
+                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
+                    code="model_load_failed",
+                ) from exc
+            raise Unprocessable(
+                f"the model failed on this input: {exc}", code="model_error"
+            ) from exc
 
     async def infer(
         self,
@@ -73,8 +89,8 @@ class DataPlane:
         if endpoint.closed:
             raise NotFound(f"no endpoint {endpoint.name!r} is deployed", code="endpoint_not_found")
         started = time.perf_counter()
-        failed = True
-        code = "ok"
+        # Stays set when the request is cancelled (the client left) before it finished.
+        failure: str | None = "cancelled"
         endpoint.enter()
         try:
             async with asyncio.timeout(endpoint.deployment.config.timeout_s):
@@ -82,27 +98,20 @@ class DataPlane:
                     if endpoint.batcher is not None:
                         result = await endpoint.batcher.submit(inputs, outputs)
                     else:
-                        result = await self.runner(endpoint)(inputs, outputs)
-            failed = False
+                        result = await self._run(endpoint, inputs, outputs)
+            failure = None
             return result
         except TimeoutError as exc:
-            code = "inference_timeout"
+            failure = "inference_timeout"
             raise GatewayTimeout(
                 f"{endpoint.name!r} did not answer within {endpoint.deployment.config.timeout_s} s",
-                code=code,
+                code=failure,
             ) from exc
         except OpenMaaSError as exc:
-            code = exc.code
+            failure = exc.code
             raise
         finally:
-            endpoint.leave()
-            elapsed = time.perf_counter() - started
-            endpoint.stats.observe(elapsed * 1000, error=failed)
-            labels = endpoint.labels
-            self.metrics.requests.labels(*labels, protocol).inc()
-            self.metrics.latency.labels(*labels).observe(elapsed)
-            if failed:
-                self.metrics.errors.labels(*labels, code).inc()
+            self._observe(endpoint, started, protocol, failure)
 
     @asynccontextmanager
     async def session(
@@ -117,16 +126,14 @@ class DataPlane:
         if endpoint.closed:
             raise NotFound(f"no endpoint {endpoint.name!r} is deployed", code="endpoint_not_found")
         started = time.perf_counter()
-        failed = True
-        code = "ok"
+        failure: str | None = "cancelled"
         endpoint.enter()
         try:
             async with endpoint.semaphore:
                 try:
-                    cached = self.cache.use(
+                    entry = await self.cache.acquire(
                         endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
                     )
-                    runtime = await cached.__aenter__()
                 except OpenMaaSError:
                     raise
                 except Exception as exc:
@@ -135,24 +142,31 @@ class DataPlane:
                         code="model_load_failed",
                     ) from exc
                 try:
-                    if not isinstance(runtime, kind):
+                    if not isinstance(entry.runtime, kind):
                         raise Unprocessable(
                             f"{endpoint.name!r} serves a {endpoint.deployment.runtime} model, "
                             "which does not answer this API",
                             code="wrong_model_type",
                         )
-                    yield runtime
+                    yield entry.runtime
                 finally:
-                    await cached.__aexit__(None, None, None)
-            failed = False
+                    await self.cache.release(entry)
+            failure = None
         except OpenMaaSError as exc:
-            code = exc.code
+            failure = exc.code
             raise
         finally:
-            endpoint.leave()
-            elapsed = time.perf_counter() - started
-            endpoint.stats.observe(elapsed * 1000, error=failed)
-            self.metrics.requests.labels(*endpoint.labels, protocol).inc()
-            self.metrics.latency.labels(*endpoint.labels).observe(elapsed)
-            if failed:
-                self.metrics.errors.labels(*endpoint.labels, code).inc()
+            self._observe(endpoint, started, protocol, failure)
+
+    def _observe(
+        self, endpoint: Endpoint, started: float, protocol: str, failure: str | None
+    ) -> None:
+        """Count a finished request in the endpoint's statistics and the metrics."""
+        endpoint.leave()
+        elapsed = time.perf_counter() - started
+        endpoint.stats.observe(elapsed * 1000, error=failure is not None)
+        meters = self.meters(endpoint)
+        meters.requests(protocol).inc()
+        meters.latency.observe(elapsed)
+        if failure is not None:
+            self.metrics.errors.labels(*endpoint.labels, failure).inc()

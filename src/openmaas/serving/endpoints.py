@@ -16,6 +16,7 @@ from openmaas.domain.models import ModelVersion
 from openmaas.runtimes import ArtifactSpec, Runtime
 from openmaas.serving.batcher import Batcher
 from openmaas.serving.cache import CacheKey
+from openmaas.serving.metrics import EndpointMeters
 from openmaas.serving.stats import EndpointStats
 
 
@@ -33,6 +34,7 @@ class Endpoint:
     in_flight: int = 0
     closed: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    meters: EndpointMeters | None = None  # filled in by the data plane on first use
 
     def __post_init__(self) -> None:
         self.idle.set()

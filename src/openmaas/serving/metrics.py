@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(slots=True)
+class EndpointMeters:
+    """One deployment's labelled metrics, looked up once instead of on every request.
+
+    ``labels()`` takes a lock and builds a key each time it is called.
+    """
+
+    metrics: ServingMetrics
+    labels: tuple[str, str]
+    latency: Any
+    batch_size: Any
+    _requests: dict[str, Any] = field(default_factory=dict)
+
+    def requests(self, protocol: str) -> Any:
+        counter = self._requests.get(protocol)
+        if counter is None:
+            counter = self._requests[protocol] = self.metrics.requests.labels(
+                *self.labels, protocol
+            )
+        return counter
 
 
 class ServingMetrics:
@@ -56,4 +81,9 @@ class ServingMetrics:
             "openmaas_loaded_model_bytes",
             "Estimated memory of the models in memory.",
             registry=self.registry,
+        )
+
+    def meters(self, labels: tuple[str, str]) -> EndpointMeters:
+        return EndpointMeters(
+            self, labels, self.latency.labels(*labels), self.batch_size.labels(*labels)
         )
