@@ -78,3 +78,20 @@ def table(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:
             f"{r['p99']:.2f} | {r['errors']:.0f} |"
         )
     return "\n".join(out)
+
+
+def median_table(
+    results: dict[tuple[str, int], list[dict[str, float]]], first: str = "server"
+) -> str:
+    """One line per row: the median round's numbers, and the lowest and highest rate."""
+    out = [f"| {first} | concurrency | requests/s (range) | p50 ms | p99 ms | non-2xx |"]
+    out.append("|---|---|---|---|---|---|")
+    for (name, concurrency), runs in results.items():
+        median = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+        spread = f"{min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f}"
+        errors = sum(r["errors"] for r in runs)
+        out.append(
+            f"| {name} | {concurrency} | {median['rps']:.0f} ({spread}) | {median['p50']:.2f} | "
+            f"{median['p99']:.2f} | {errors:.0f} |"
+        )
+    return "\n".join(out)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from benchmarks.v2_sklearn import ADMIN_KEY, free_port, wait_ready, wrk
+from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
+from benchmarks.v2_sklearn import ADMIN_KEY, BODY
 from openmaas.api import v2
 from openmaas.api.v2_codec import HEADER_LENGTH, parse_request
 from openmaas.app import create_app
@@ -142,22 +142,15 @@ def main() -> None:
             for _ in range(args.rounds):
                 for name, target, key in variants:
                     headers = {"Authorization": f"Bearer {key}"} if key else {}
-                    result = wrk(target, concurrency, args.seconds, headers)
+                    result = wrk(
+                        target, BODY, concurrency=concurrency, seconds=args.seconds, headers=headers
+                    )
                     results.setdefault((name, concurrency), []).append(result)
     finally:
         for process in (memory, redis):
             process.terminate()
             process.wait(timeout=30)
-    print("| request | concurrency | requests/s | p50 ms | p99 ms | errors |")
-    print("|---|---|---|---|---|---|")
-    for (name, concurrency), runs in results.items():
-        median = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
-        spread = f" ({min(r['rps'] for r in runs):.0f}-{max(r['rps'] for r in runs):.0f})"
-        errors = statistics.fsum(r["errors"] for r in runs)
-        print(
-            f"| {name} | {concurrency} | {median['rps']:.0f}{spread} | {median['p50']:.2f} | "
-            f"{median['p99']:.2f} | {errors:.0f} |"
-        )
+    print(median_table(results, first="request"))
 
 
 if __name__ == "__main__":
