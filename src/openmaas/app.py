@@ -55,6 +55,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Models as a Service: registry, serving and API management.",
         lifespan=lifespan,
+        # A trailing slash is a wrong path, answered with a JSON 404: a redirect would send
+        # API clients an empty body they do not follow for POSTs.
+        redirect_slashes=False,
     )
     app.state.platform = platform
     install_error_handlers(app)
