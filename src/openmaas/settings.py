@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     """Log every HTTP request (uvicorn's access log); off by default, as it costs a log
     line per inference request on the hot path."""
 
+    metrics_dir: Path | None = None
+    """Directory where worker processes pool their Prometheus metrics, so ``/metrics``
+    counts every worker's requests; ``openmaas serve --workers N`` sets it, together with
+    prometheus_client's ``PROMETHEUS_MULTIPROC_DIR``. Unset: each process reports its own."""
+
     demo: bool = False
     """Train, register and deploy the demo models and accounts on first start."""
 

@@ -54,3 +54,59 @@ def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
     assert url in output and "/docs" in output and key in output
     dev_key = (tmp_path / "demo-dev1-key").read_text().strip()
     assert "dev1 / openshift" in output and dev_key in output
+
+
+def test_several_workers_pool_their_metrics(tmp_path: Path) -> None:
+    """Whichever worker answers the scrape, ``/metrics`` counts every worker's requests."""
+    from openmaas.client import Client
+    from tests.models import classifier
+
+    port = free_port()
+    admin_key = "om_serve_test_admin_key_0123456789"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENMAAS_", "PROMETHEUS_"))}
+    env["OPENMAAS_ADMIN_KEY"] = admin_key
+    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo", "--workers", "2"]
+    command += ["--port", str(port), "--data-dir", str(tmp_path)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                if httpx.get(f"{url}/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        with Client(url, admin_key) as client:
+            client.register("pooled", classifier())
+        deploy = {"model_name": "pooled", "endpoint_name": "pooled"}
+        assert httpx.post(f"{url}/deployments/deploy", json=deploy, headers=headers).is_success
+        body = {"model_name": "pooled", "input": [0.5, 0.8, 0.2]}
+        sent = 0
+        while sent < 40:  # a new connection each time, so both workers take some
+            response = httpx.post(f"{url}/predict", json=body, headers=headers)
+            if response.status_code == 404:  # the other worker has not synced yet
+                assert time.monotonic() < deadline + 30
+                time.sleep(0.1)
+                continue
+            assert response.status_code == 200, response.text
+            sent += 1
+        for _ in range(6):
+            scrape = httpx.get(f"{url}/metrics", headers=headers).text
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in scrape.splitlines()
+                if line.startswith("openmaas_inference_requests_total{")
+                and 'model="pooled"' in line
+            )
+            assert counted == 40, scrape
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert "Each of the 2 workers counts rate limits on its own" in output

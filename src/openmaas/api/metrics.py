@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from openmaas.api.deps import PlatformDep
 
@@ -12,5 +13,11 @@ router = APIRouter(tags=["system"])
 
 @router.get("/metrics")
 async def metrics(platform: PlatformDep) -> Response:
-    payload = generate_latest(platform.serving.metrics.registry)
-    return Response(payload, media_type=CONTENT_TYPE_LATEST)
+    metrics_dir = platform.settings.metrics_dir
+    if metrics_dir is None:
+        registry = platform.serving.metrics.registry
+    else:
+        # Several workers: whichever one answers reads every worker's files.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(metrics_dir))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from pathlib import Path
 
 import typer
@@ -32,13 +33,19 @@ async def _prepare(settings: Settings) -> object | None:
         await platform.stop()
 
 
-def _banner(settings: Settings, demo: object | None) -> None:
+def _banner(settings: Settings, demo: object | None, workers: int) -> None:
     url = settings.public_url
     lines = [
         f"[bold]OpenMaaS[/bold] is starting at [link={url}]{url}[/link]",
         f"API docs:      {url}/docs",
         f"Database:      {settings.database_url.split('@')[-1]}",
     ]
+    if workers > 1 and not settings.redis_url:
+        lines.append(
+            f"[yellow]Each of the {workers} workers counts rate limits on its own, so a "
+            f"plan's limit is reached {workers} times over: set OPENMAAS_REDIS_URL to "
+            "share one exact limit.[/yellow]"
+        )
     if demo is not None:
         lines += [
             "",
@@ -77,7 +84,9 @@ def serve(
             overrides[field] = value
     settings = Settings(**overrides)  # type: ignore[arg-type]
     credentials = asyncio.run(_prepare(settings))
-    _banner(settings, credentials)
+    _banner(settings, credentials, workers)
+    if workers > 1:
+        _pool_metrics(settings.data_dir.resolve() / "metrics")
     # Workers rebuild Settings from the environment; the parent already migrated.
     os.environ.update(
         OPENMAAS_DATA_DIR=str(settings.data_dir),
@@ -94,3 +103,14 @@ def serve(
         log_level=settings.log_level,
         access_log=settings.access_log,
     )
+
+
+def _pool_metrics(directory: Path) -> None:
+    """Make the workers write their metrics to files that any of them can read back.
+
+    Set before the workers start: prometheus_client picks its storage when imported.
+    Files of an earlier run would add its counts to this one's, so they go first.
+    """
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ.update(PROMETHEUS_MULTIPROC_DIR=str(directory), OPENMAAS_METRICS_DIR=str(directory))

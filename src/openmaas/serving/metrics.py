@@ -75,12 +75,16 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.loaded = Gauge(
-            "openmaas_loaded_models", "Models in memory now.", registry=self.registry
+            "openmaas_loaded_models",
+            "Models in memory now.",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # with several workers: the sum over live ones
         )
         self.loaded_bytes = Gauge(
             "openmaas_loaded_model_bytes",
             "Estimated memory of the models in memory.",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
 
     def meters(self, labels: tuple[str, str]) -> EndpointMeters:
