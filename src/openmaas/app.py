@@ -16,6 +16,7 @@ from openmaas.api import (
     auth,
     deployments,
     metrics,
+    model_routes,
     models,
     openai_api,
     plans,
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system.router)
     app.include_router(models.router)
     app.include_router(deployments.router)
+    app.include_router(model_routes.router)
     app.include_router(metrics.router)
     install_openapi(app, platform.serving.table)
     for module in (auth, applications, plans, usage, admin):

@@ -20,6 +20,7 @@ from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore
 from openmaas.metering import Billing, UsageQueries, UsageRecorder
 from openmaas.registry import RegistryService
+from openmaas.routing import RouteMetrics, RoutingService
 from openmaas.serving import ServingService
 from openmaas.settings import Settings
 from openmaas.store import Database
@@ -34,6 +35,7 @@ class Platform:
     snapshots: SnapshotStore
     access: AccessService
     serving: ServingService
+    routing: RoutingService
     accounts: AccountService
     applications: ApplicationService
     plans: PlanService
@@ -59,6 +61,12 @@ class Platform:
             cache_bytes=settings.model_cache_bytes,
             sync_interval_s=settings.sync_interval_s,
         )
+        routing = RoutingService(
+            db,
+            serving.table,
+            RouteMetrics(serving.metrics.registry),
+            interval=settings.sync_interval_s,
+        )
         secret = settings.oidc_client_secret
         return cls(
             settings=settings,
@@ -66,6 +74,7 @@ class Platform:
             artifacts=artifacts,
             registry=registry,
             serving=serving,
+            routing=routing,
             snapshots=snapshots,
             access=access,
             accounts=AccountService(db, snapshots, signup=settings.signup),
@@ -96,11 +105,13 @@ class Platform:
 
     async def start_serving(self) -> None:
         await self.serving.start()
+        await self.routing.start()
 
     async def stop(self) -> None:
         # Metering first, while the database is still open: its final flush must land.
         await self.usage.stop()
         await self.gate.stop()
         await self.snapshots.stop()
+        await self.routing.stop()
         await self.serving.stop()
         await self.db.close()

@@ -94,3 +94,47 @@ def _record(platform: Platform, request: Request, call: Call, status: int, secon
             output_tokens=call.output_tokens,
         )
     )
+
+
+ROUTE_HEADER = "X-OpenMaaS-Route-Destination"
+
+
+async def dispatch(
+    platform: Platform,
+    request: Request,
+    name: str,
+    protocol: str,
+    lookup: Callable[[], Endpoint],
+    run: Callable[[Call, Endpoint], Awaitable[Response]],
+    *,
+    model: str | None = None,
+    routable: bool = True,
+) -> Response:
+    """Serve ``name``: through its ModelRoute when it names one, else the endpoint found.
+
+    The plan's model filter applies to the name the caller used; the usage record names
+    the model that answered. ``model`` names the model for the gate when it is known
+    without looking the endpoint up (which would answer 404 before 401).
+    """
+    route = platform.routing.table.get(name) if routable else None
+    if route is None:
+        if model is None:
+            model = lookup().deployment.model_name
+
+        async def direct(call: Call) -> Response:
+            call.endpoint = lookup()
+            return await run(call, call.endpoint)
+
+        return await metered(platform, request, Call(model, protocol), direct)
+    attempts = route.attempts(request.headers, request.query_params, request.url.path)
+
+    async def routed(call: Call) -> Response:
+        async def invoke(endpoint: Endpoint) -> Response:
+            call.endpoint = endpoint
+            return await run(call, endpoint)
+
+        response, destination = await platform.routing.execute(route, attempts, invoke)
+        response.headers[ROUTE_HEADER] = destination
+        return response
+
+    return await metered(platform, request, Call(name, protocol), routed)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from openmaas.api.admission import Call, finish, metered
+from openmaas.api.admission import Call, dispatch, finish
 from openmaas.api.deps import PlatformDep
 from openmaas.api.openai_schemas import (
     ChatRequest,
@@ -30,15 +30,8 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 def _endpoint(platform: Platform, model: str) -> Endpoint:
     """An endpoint name, a model name (newest version), ``name/2`` or ``name@alias``."""
-    table = platform.serving.table
-    name, selector = model, None
-    if "@" in model:
-        name, selector = model.split("@", 1)
-    elif "/" in model:
-        name, number = model.split("/", 1)
-        selector = int(number) if number.isdigit() else number
     try:
-        return table.resolve(name, selector)
+        return platform.serving.table.reference(model)
     except NotFound as exc:
         raise NotFound(
             f"The model '{model}' does not exist or is not deployed",
@@ -83,11 +76,9 @@ async def get_model(model: str, request: Request, platform: PlatformDep) -> Resp
 async def _answer(
     platform: Platform, request: Request, parsed: Any, kind: type[LanguageRuntime], method: str
 ) -> Response:
-    model_name = _endpoint(platform, parsed.model).deployment.model_name
     body = payload(parsed)
 
-    async def handle(call: Call) -> Response:
-        call.endpoint = endpoint = _endpoint(platform, parsed.model)
+    async def run(call: Call, endpoint: Endpoint) -> Response:
         if getattr(parsed, "stream", False):
             return await _stream(platform, request, call, endpoint, kind, method, parsed, body)
         timeout = endpoint.deployment.config.timeout_s
@@ -104,7 +95,9 @@ async def _answer(
         call.output_tokens = int(usage.get("completion_tokens") or 0)
         return json_response(result)
 
-    return await metered(platform, request, Call(model_name, "openai"), handle)
+    return await dispatch(
+        platform, request, parsed.model, "openai", lambda: _endpoint(platform, parsed.model), run
+    )
 
 
 async def _stream(

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
-from openmaas.api.admission import Call, metered
+from openmaas.api.admission import Call, dispatch
 from openmaas.api.deps import PlatformDep
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import BadRequest
@@ -97,11 +97,19 @@ async def predict(request: Request, platform: PlatformDep) -> Response:
     if selector == "latest":
         selector = None
 
-    async def handle(call: Call) -> Response:
-        call.endpoint = platform.serving.table.for_model(payload["model_name"], selector)
-        return await _predict(platform, call.endpoint, payload, "predict")
+    table = platform.serving.table
+    name = payload["model_name"]
 
-    return await metered(platform, request, Call(payload["model_name"], "predict"), handle)
+    def lookup() -> Endpoint:
+        return table.for_model(name, selector)
+
+    async def run(call: Call, endpoint: Endpoint) -> Response:
+        return await _predict(platform, endpoint, payload, "predict")
+
+    # A version names one of a model's versions, never a route.
+    return await dispatch(
+        platform, request, name, "predict", lookup, run, model=name, routable=selector is None
+    )
 
 
 @router.post("/predict/{endpoint_name}")
@@ -110,10 +118,11 @@ async def predict_endpoint(endpoint_name: str, request: Request, platform: Platf
     payload = await read_json(request)
     if not isinstance(payload, dict):
         raise BadRequest("the body is an object with an 'input'", code="invalid_request")
-    model = platform.serving.table.endpoint(endpoint_name).deployment.model_name
+    table = platform.serving.table
 
-    async def handle(call: Call) -> Response:
-        call.endpoint = platform.serving.table.endpoint(endpoint_name)
-        return await _predict(platform, call.endpoint, payload, "predict")
+    async def run(call: Call, endpoint: Endpoint) -> Response:
+        return await _predict(platform, endpoint, payload, "predict")
 
-    return await metered(platform, request, Call(model, "predict"), handle)
+    return await dispatch(
+        platform, request, endpoint_name, "predict", lambda: table.endpoint(endpoint_name), run
+    )

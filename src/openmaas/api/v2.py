@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from openmaas import __version__
-from openmaas.api.admission import Call, metered
+from openmaas.api.admission import Call, dispatch
 from openmaas.api.deps import PlatformDep, require_admin
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
@@ -100,13 +100,19 @@ async def infer(platform: Platform, request: Request, name: str, version: str | 
     """One V2 inference; called by the routes below and by the hot path (``hot_path.py``)."""
     body = await request.body()
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
-    model = _endpoint(platform, name, version).deployment.model_name
 
-    async def handle(call: Call) -> Response:
-        call.endpoint = _endpoint(platform, name, version)
-        return await _run(platform, call.endpoint, parsed, name)
+    async def run(call: Call, endpoint: Endpoint) -> Response:
+        return await _run(platform, endpoint, parsed, name)
 
-    return await metered(platform, request, Call(model, "v2"), handle)
+    return await dispatch(
+        platform,
+        request,
+        name,
+        "v2",
+        lambda: _endpoint(platform, name, version),
+        run,
+        routable=version is None,
+    )
 
 
 async def _run(platform: Platform, endpoint: Endpoint, parsed: InferRequest, name: str) -> Response:

@@ -139,6 +139,19 @@ class EndpointTable:
                 return candidate
         return candidates[0]
 
+    def reference(self, ref: str) -> Endpoint:
+        """An endpoint name, a model name (newest deployed), ``name/2`` or ``name@alias``."""
+        found = self.by_name.get(ref)
+        if found is not None:
+            return found
+        name, selector = ref, None
+        if "@" in ref:
+            name, selector = ref.split("@", 1)
+        elif "/" in ref:
+            name, number = ref.split("/", 1)
+            selector = int(number) if number.isdigit() else number
+        return self.for_model(name, selector)
+
     def resolve(self, name: str, selector: int | str | None = None) -> Endpoint:
         """A V2 model name: an endpoint name first, then a model name."""
         if selector is None and name in self.by_name:

@@ -248,3 +248,28 @@ class AccessVersionRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ModelRouteRow(Base):
+    """A ModelRoute: its document, and the state of its canary shared by every worker.
+
+    ``revision`` grows on every change (a new spec, a canary step); workers reload a route
+    when it moved, and count canary outcomes against the revision they serve, so counts
+    of a window that has closed never land in the next one.
+    """
+
+    __tablename__ = "model_routes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    namespace: Mapped[str] = mapped_column(String(128), default="default")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(BigInteger, default=1)
+    canary_weight: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    canary_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    window_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    window_requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    window_failures: Mapped[int] = mapped_column(BigInteger, default=0)
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,33 @@
+"""Prometheus counters per route and destination, and this worker's running totals."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class RouteMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "openmaas_route_requests",
+            "Attempts made through a ModelRoute, by route, destination and outcome.",
+            ("route", "destination", "outcome"),
+            registry=registry,
+        )
+        self._tally: Tally[tuple[str, str, bool]] = Tally()
+
+    def outcome(self, route: str, destination: str, ok: bool) -> None:
+        self.requests.labels(route, destination, "success" if ok else "failure").inc()
+        self._tally[(route, destination, ok)] += 1
+
+    def counts(self, route: str, destinations: list[str]) -> list[dict[str, object]]:
+        """Attempts and failures per destination, as seen by this worker since it started."""
+        return [
+            {
+                "name": name,
+                "requests": self._tally[(route, name, True)] + self._tally[(route, name, False)],
+                "failures": self._tally[(route, name, False)],
+            }
+            for name in dict.fromkeys(destinations)
+        ]
