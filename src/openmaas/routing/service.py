@@ -29,6 +29,9 @@ from openmaas.store.tables import ModelRouteRow
 
 logger = logging.getLogger("openmaas.routing")
 T = TypeVar("T")
+# A model that raised answers 400 (its input may be to blame) yet is the destination's
+# failure as far as routing goes: worth another destination, and a mark against a canary.
+_DESTINATION_FAILURES = frozenset({"model_error"})
 
 
 class RoutingService:
@@ -68,7 +71,8 @@ class RoutingService:
         """Run ``invoke`` on the destinations in turn; the first success and who gave it.
 
         Client errors (4xx) end the request at once: another destination would refuse the
-        same input. Server errors, timeouts and undeployed destinations go on to the next.
+        same input. Server errors, timeouts, a model that raised and undeployed destinations
+        go on to the next.
         """
         if not attempts:
             raise NotFound(
@@ -95,7 +99,7 @@ class RoutingService:
                         code="timeout",
                     )
                 except OpenMaaSError as exc:
-                    if exc.status_code < 500:
+                    if exc.status_code < 500 and exc.code not in _DESTINATION_FAILURES:
                         self._observe(route, attempt, ok=True)
                         raise
                     failure = exc
