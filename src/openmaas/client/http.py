@@ -140,6 +140,23 @@ class Client:
         params = {"status": status} if status else {}
         return list(self._call("GET", "/deployments", params=params)["deployments"])
 
+    def routes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/routes")["routes"])
+
+    def route(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/routes/{name}"))
+
+    def apply_route(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Create the ModelRoute, or replace the one of the same name."""
+        name = str((document.get("metadata") or {}).get("name", ""))
+        exists = self._http.get(f"/routes/{name}").status_code == 200 if name else False
+        if exists:
+            return dict(self._call("PUT", f"/routes/{name}", json=document))
+        return dict(self._call("POST", "/routes", json=document))
+
+    def delete_route(self, name: str) -> None:
+        self._call("DELETE", f"/routes/{name}")
+
     def upload_version(
         self,
         name: str,

@@ -1,0 +1,96 @@
+"""``openmaas routes apply | list | show | delete``: ModelRoute resources from YAML files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from openmaas.cli.models import KeyOption, UrlOption, fail
+from openmaas.client import Client, ClientError
+
+app = typer.Typer(help="Traffic routing: ModelRoute resources.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("apply")
+def apply(
+    file: Path = typer.Option(
+        ..., "-f", "--file", exists=True, dir_okay=False, help="YAML or JSON"
+    ),
+    url: str = UrlOption,
+    key: str | None = KeyOption,
+) -> None:
+    """Create a route from a file, or replace the route of the same name."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(file.read_text()) if doc is not None]
+    except yaml.YAMLError as error:
+        console.print(f"[red]{file} is not valid YAML:[/red] {error}")
+        raise typer.Exit(2) from error
+    with Client(url, key) as client:
+        for document in documents:
+            try:
+                applied = client.apply_route(document)
+            except ClientError as error:
+                fail(error)
+                return
+            status = applied["status"]
+            console.print(
+                f"[green]Applied[/green] route {applied['metadata']['name']} "
+                f"(revision {status['revision']}, {status['phase']}, "
+                f"{status['activeRoutes']} active routes)"
+            )
+
+
+@app.command("list")
+def list_routes(url: str = UrlOption, key: str | None = KeyOption) -> None:
+    """List routes with their phase and canary split."""
+    with Client(url, key) as client:
+        try:
+            routes = client.routes()
+        except ClientError as error:
+            fail(error)
+            return
+    table = Table("name", "namespace", "phase", "active routes", "canary", "revision")
+    for route in routes:
+        status = route["status"]
+        canary = status.get("canary")
+        split = (
+            f"{canary['state']} {canary['trafficSplit']['canary']}%" if canary is not None else ""
+        )
+        table.add_row(
+            route["metadata"]["name"],
+            route["metadata"].get("namespace", "default"),
+            status["phase"],
+            str(status["activeRoutes"]),
+            split,
+            str(status["revision"]),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(name: str, url: str = UrlOption, key: str | None = KeyOption) -> None:
+    """Print one route as YAML, with its status."""
+    with Client(url, key) as client:
+        try:
+            route = client.route(name)
+        except ClientError as error:
+            fail(error)
+            return
+    console.print(yaml.safe_dump(route, sort_keys=False), highlight=False)
+
+
+@app.command("delete")
+def delete(name: str, url: str = UrlOption, key: str | None = KeyOption) -> None:
+    """Delete a route; its name stops resolving at once."""
+    with Client(url, key) as client:
+        try:
+            client.delete_route(name)
+        except ClientError as error:
+            fail(error)
+            return
+    console.print(f"[green]Deleted[/green] route {name}")
