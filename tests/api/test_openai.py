@@ -257,3 +257,43 @@ def test_client_that_leaves_mid_stream_is_metered(
     usage = _usage(developer, models["tiny"], 1)
     assert usage["requests"] == 1 and usage["input_tokens"] > 0
     assert 1 <= usage["output_tokens"] < 64
+
+
+def test_a_model_route_behind_the_openai_api(platform: Platform, models: dict) -> None:
+    """A route name is a model for the SDK: the failing upstream falls back to the echo one."""
+    route = f"chat-route-{abs(hash(platform.url)) % 10_000}"
+    document = {
+        "apiVersion": "networking.matrixinfer.ai/v1alpha1",
+        "kind": "ModelRoute",
+        "metadata": {"name": route},
+        "spec": {
+            "routes": [
+                {
+                    "match": {"headers": {"x-tier": "beta"}},
+                    "destination": {"modelServerRef": {"name": models["broken"]}},
+                    "retries": 1,
+                }
+            ],
+            "fallback": {"modelServerRef": {"name": models["echo"]}},
+        },
+    }
+    assert platform.admin.post("/routes", json=document).status_code == 201
+    client = _client(platform)
+    messages = [{"role": "user", "content": "routed words"}]
+    raw = client.chat.completions.with_raw_response.create(
+        model=route, messages=messages, extra_headers={"x-tier": "beta"}
+    )
+    assert raw.headers["x-openmaas-route-destination"] == models["echo"]
+    assert raw.parse().choices[0].message.content == "You said: routed words"
+    stream = client.chat.completions.create(
+        model=route, messages=messages, stream=True, extra_headers={"x-tier": "beta"}
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).split() == [
+        "You",
+        "said:",
+        "routed",
+        "words",
+    ]
+    status = platform.admin.get(f"/routes/{route}").json()["status"]
+    tried = {d["name"]: d for d in status["destinations"]}
+    assert tried[models["broken"]]["failures"] == 4  # 2 tries for each of the 2 requests
