@@ -30,6 +30,7 @@ from openmaas.api.errors import install_error_handlers
 from openmaas.api.hot_path import InferenceHotPath
 from openmaas.api.openapi import install_openapi
 from openmaas.platform import Platform
+from openmaas.portal import install_portal
 from openmaas.settings import Settings
 
 logger = logging.getLogger("openmaas")
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_openapi(app, platform.serving.table)
     for module in (auth, applications, plans, usage, admin):
         app.include_router(module.router)
+    install_portal(app)
     # Innermost: inference requests skip routing and dependency injection, yet still pass
     # the body size limit and CORS below.
     app.add_middleware(InferenceHotPath, platform=platform)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
 from openmaas import __version__
@@ -29,8 +30,11 @@ async def ready(platform: PlatformDep) -> dict[str, str]:
     return {"status": "ready"}
 
 
-@router.get("/")
-async def index() -> dict[str, Any]:
+@router.get("/", response_model=None)
+async def index(request: Request) -> dict[str, Any] | RedirectResponse:
+    """A browser is sent to the portal; an API client gets where the API is described."""
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/portal", status_code=303)
     return {
         "name": "OpenMaaS",
         "version": __version__,

@@ -1,0 +1,30 @@
+"""A browser-less visitor of the web pages: logs in through the form, posts with CSRF."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = _CSRF.search(page.text)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def visitor(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=60, follow_redirects=False)
+
+
+def log_in(client: httpx.Client, username: str, password: str) -> httpx.Response:
+    return client.post("/portal/login", data={"username": username, "password": password})
+
+
+def submit(client: httpx.Client, page: str, action: str, **fields: Any) -> httpx.Response:
+    """Post a form of ``page`` to ``action`` with the token that page carries."""
+    token = csrf_of(client.get(page))
+    return client.post(action, data={"csrf_token": token, **fields})
