@@ -24,7 +24,7 @@ def log_in(client: httpx.Client, username: str, password: str) -> httpx.Response
     return client.post("/portal/login", data={"username": username, "password": password})
 
 
-def submit(client: httpx.Client, page: str, action: str, **fields: Any) -> httpx.Response:
-    """Post a form of ``page`` to ``action`` with the token that page carries."""
+def submit(client: httpx.Client, page: str, target: str, **fields: Any) -> httpx.Response:
+    """Post a form of ``page`` to ``target`` with the token that page carries."""
     token = csrf_of(client.get(page))
-    return client.post(action, data={"csrf_token": token, **fields})
+    return client.post(target, data={"csrf_token": token, **fields})
