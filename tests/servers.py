@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import socket
 import threading
@@ -83,19 +84,26 @@ async def _postgres_statement(statement: str) -> None:
         await connection.close()
 
 
+def _run_statement(statement: str) -> None:
+    """In a thread of its own: the caller's thread may be running an event loop already
+    (Playwright's synchronous API keeps one in the test thread)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _postgres_statement(statement)).result()
+
+
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test session, dropped afterwards."""
     name = f"openmaas_test_{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_postgres_statement(f'CREATE DATABASE "{name}"'))
+        _run_statement(f'CREATE DATABASE "{name}"')
     except Exception as exc:
         unavailable("PostgreSQL", f"{POSTGRES_URL}: {exc!r}")
     base = POSTGRES_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        asyncio.run(_postgres_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run_statement(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def redis_or_skip() -> str:
