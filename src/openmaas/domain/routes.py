@@ -136,14 +136,14 @@ def _canary(raw: Any, rules: tuple[RouteRule, ...]) -> Canary:
     if not isinstance(enabled, bool):
         raise _invalid("spec.canary.enabled", "must be true or false")
     split = _object(canary.get("trafficSplit", {"canary": 10}), "spec.canary.trafficSplit")
-    stable, share = split.get("stable"), split.get("canary")
-    if share is None and _int_between(stable, 0, 100):
-        share = 100 - stable
-    if stable is None and _int_between(share, 0, 100):
-        stable = 100 - share
-    for key, value in (("stable", stable), ("canary", share)):
+    given: dict[str, Any] = {"stable": split.get("stable"), "canary": split.get("canary")}
+    for key, other in (("stable", "canary"), ("canary", "stable")):
+        if given[key] is None and _int_between(given[other], 0, 100):
+            given[key] = 100 - given[other]  # one share given: the other is the rest
+    for key, value in given.items():
         if not _int_between(value, 0, 100):
             raise _invalid(f"spec.canary.trafficSplit.{key}", "must be an integer from 0 to 100")
+    stable, share = int(given["stable"]), int(given["canary"])
     if stable + share != 100:
         raise _invalid("spec.canary.trafficSplit", "stable and canary must add up to 100")
     analysis = _object(canary.get("analysis", {}), "spec.canary.analysis")

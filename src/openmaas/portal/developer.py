@@ -7,6 +7,7 @@ which already confine a developer to their own applications, keys and usage.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -18,6 +19,7 @@ from openmaas.portal import catalogue
 from openmaas.portal.charts import bar_chart, days
 from openmaas.portal.web import (
     PageRoute,
+    Visitor,
     anonymous_form,
     done,
     form,
@@ -173,7 +175,9 @@ async def application(request: Request, application_id: int) -> Response:
     return await _application_page(request, who, _id(application_id))
 
 
-async def _application_page(request: Request, who, application_id: int, **extra) -> Response:  # type: ignore[no-untyped-def]
+async def _application_page(
+    request: Request, who: Visitor, application_id: int, **extra: Any
+) -> Response:
     platform = platform_of(request)
     app = await platform.applications.get(who.principal, application_id)
     keys = await platform.applications.list_keys(who.principal, application_id)
@@ -235,7 +239,7 @@ async def usage(request: Request) -> Response:
     return await usage_page(request, who, "usage.html")
 
 
-async def usage_page(request: Request, who, template: str, **extra) -> Response:  # type: ignore[no-untyped-def]
+async def usage_page(request: Request, who: Visitor, template: str, **extra: Any) -> Response:
     queries = platform_of(request).usage_queries
     start = date.today() - timedelta(days=29)
     daily = await queries.summary(who.principal, group_by=["day"], start=start)
