@@ -97,6 +97,7 @@ def _record(platform: Platform, request: Request, call: Call, status: int, secon
 
 
 ROUTE_HEADER = "X-OpenMaaS-Route-Destination"
+_NO_QUERY: dict[str, str] = {}
 
 
 async def dispatch(
@@ -126,7 +127,9 @@ async def dispatch(
             return await run(call, call.endpoint)
 
         return await metered(platform, request, Call(model, protocol), direct)
-    attempts = route.attempts(request.headers, request.query_params, request.url.path)
+    # Query parameters are parsed only for a route that matches on them.
+    query = request.query_params if route.reads_query else _NO_QUERY
+    attempts = route.attempts(request.headers, query, request.scope["path"])
 
     async def routed(call: Call) -> Response:
         async def invoke(endpoint: Endpoint) -> Response:

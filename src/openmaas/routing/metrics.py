@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -16,10 +17,18 @@ class RouteMetrics:
             registry=registry,
         )
         self._tally: Tally[tuple[str, str, bool]] = Tally()
+        # Labelled children looked up once: ``labels()`` takes a lock and builds a key.
+        self._children: dict[tuple[str, str, bool], Any] = {}
 
     def outcome(self, route: str, destination: str, ok: bool) -> None:
-        self.requests.labels(route, destination, "success" if ok else "failure").inc()
-        self._tally[(route, destination, ok)] += 1
+        key = (route, destination, ok)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(
+                route, destination, "success" if ok else "failure"
+            )
+        child.inc()
+        self._tally[key] += 1
 
     def counts(self, route: str, destinations: list[str]) -> list[dict[str, object]]:
         """Attempts and failures per destination, as seen by this worker since it started."""

@@ -60,8 +60,11 @@ class CompiledRoute:
     rules: list[_CompiledRule] = field(default_factory=list)
     rng: random.Random = field(default_factory=random.Random)
 
+    reads_query: bool = False
+
     def __post_init__(self) -> None:
         self.rules = [_compile(rule) for rule in self.spec.rules]
+        self.reads_query = any(rule.query for rule in self.rules)
 
     @property
     def name(self) -> str:
