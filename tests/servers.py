@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -135,3 +136,19 @@ def drop_redis_prefix(prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def wait_ready(process: subprocess.Popen[str], url: str, timeout: float = 90) -> None:
+    """Wait for a server process to answer ``/health/ready``; fail with its output if it dies."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(f"{url}/health/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.1)

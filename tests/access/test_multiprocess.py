@@ -24,6 +24,7 @@ from tests.servers import (
     postgres_database,
     redis_or_skip,
     unique_redis_prefix,
+    wait_ready,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,19 +47,6 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-
-
-def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        try:
-            if httpx.get(f"{url}/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +77,7 @@ def two_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list
                 processes.append(_start(env, port))
                 urls.append(f"http://127.0.0.1:{port}")
             for process, url in zip(processes, urls, strict=True):
-                _wait_ready(process, url)
+                wait_ready(process, url)
             yield urls, database_url, processes
         finally:
             for process in processes:

@@ -14,6 +14,8 @@ from openmaas.demo.tiny_llm import tiny_llm_archive
 from openmaas.testing import FakeOpenAI
 from tests.accounts import Factory
 from tests.conftest import ADMIN_KEY, Platform
+from tests.routing.documents import ref, to
+from tests.routing.documents import route as route_doc
 from tests.serving.helpers import deploy, register
 
 # Upstream model names that make the fake misbehave (see openmaas.testing.fake_openai).
@@ -262,21 +264,8 @@ def test_client_that_leaves_mid_stream_is_metered(
 def test_a_model_route_behind_the_openai_api(platform: Platform, models: dict) -> None:
     """A route name is a model for the SDK: the failing upstream falls back to the echo one."""
     route = f"chat-route-{abs(hash(platform.url)) % 10_000}"
-    document = {
-        "apiVersion": "networking.matrixinfer.ai/v1alpha1",
-        "kind": "ModelRoute",
-        "metadata": {"name": route},
-        "spec": {
-            "routes": [
-                {
-                    "match": {"headers": {"x-tier": "beta"}},
-                    "destination": {"modelServerRef": {"name": models["broken"]}},
-                    "retries": 1,
-                }
-            ],
-            "fallback": {"modelServerRef": {"name": models["echo"]}},
-        },
-    }
+    beta = {"match": {"headers": {"x-tier": "beta"}}, "retries": 1}
+    document = route_doc(route, [to(models["broken"], **beta)], fallback=ref(models["echo"]))
     assert platform.admin.post("/routes", json=document).status_code == 201
     client = _client(platform)
     messages = [{"role": "user", "content": "routed words"}]

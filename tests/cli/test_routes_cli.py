@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from openmaas.cli.main import app
 from tests.conftest import ADMIN_KEY, Platform
 from tests.models import classifier, skops_file
+from tests.routing.documents import ref, to
+from tests.routing.documents import route as route_doc
 from tests.serving.helpers import deploy, register
 
 runner = CliRunner()
@@ -23,20 +25,8 @@ def test_apply_list_show_replace_delete(platform: Platform, unique_name: str, tm
     register(platform.admin, unique_name, skops_file(tmp_path, classifier()))
     deploy(platform.admin, unique_name, endpoint_name=f"{unique_name}_ep")
     route = f"{unique_name}-cli"
-    document = {
-        "apiVersion": "networking.matrixinfer.ai/v1alpha1",
-        "kind": "ModelRoute",
-        "metadata": {"name": route},
-        "spec": {
-            "routes": [
-                {
-                    "match": {"headers": {"tier": "gold"}},
-                    "destination": {"modelServerRef": {"name": f"{unique_name}_ep"}},
-                }
-            ],
-            "fallback": {"modelServerRef": {"name": unique_name}},
-        },
-    }
+    gold = {"match": {"headers": {"tier": "gold"}}}
+    document = route_doc(route, [to(f"{unique_name}_ep", **gold)], fallback=ref(unique_name))
     file = tmp_path / "route.yaml"
     file.write_text(yaml.safe_dump(document))
     applied = _run(platform, "routes", "apply", "-f", str(file))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_ready
 
 
 def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
@@ -32,16 +32,7 @@ def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
+        wait_ready(process, url)
         key = (tmp_path / "demo-admin-key").read_text().strip()
         models = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"}).json()
         names = {m["name"]: m for m in models["models"]}
@@ -73,16 +64,8 @@ def test_several_workers_pool_their_metrics(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {admin_key}"}
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            try:
-                if httpx.get(f"{url}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
+        wait_ready(process, url)
+        deadline = time.monotonic() + 30
         with Client(url, admin_key) as client:
             client.register("pooled", classifier())
         deploy = {"model_name": "pooled", "endpoint_name": "pooled"}

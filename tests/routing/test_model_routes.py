@@ -14,6 +14,8 @@ import yaml
 
 from tests.accounts import Factory
 from tests.conftest import Platform
+from tests.routing.documents import ref, to
+from tests.routing.documents import route as route_doc
 from tests.serving.helpers import deploy, register
 
 MODEL = """
@@ -55,23 +57,6 @@ def deployed(platform: Platform, unique_name: str, tmp_path: Path) -> Deployer:
     return make
 
 
-def _route(name: str, rules: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.matrixinfer.ai/v1alpha1",
-        "kind": "ModelRoute",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"routes": rules, **spec},
-    }
-
-
-def _to(destination: str, **fields: Any) -> dict[str, Any]:
-    return {"destination": {"modelServerRef": {"name": destination}}, **fields}
-
-
-def _ref(destination: str) -> dict[str, Any]:
-    return {"modelServerRef": {"name": destination}}
-
-
 def _apply(platform: Platform, document: dict[str, Any]) -> dict[str, Any]:
     response = platform.admin.post("/routes", json=document)
     assert response.status_code == 201, response.text
@@ -92,13 +77,13 @@ def test_header_routing_with_fallback_from_yaml(
 ):
     premium, standard, default = deployed("premium", 1), deployed("standard", 2), deployed("d", 3)
     route = f"{unique_name}-hdr"
-    document = _route(
+    document = route_doc(
         route,
         [
-            {"match": {"headers": {"user-type": "premium"}}, **_to(premium, timeout="60s")},
-            {"match": {"headers": {"user-type": "standard"}}, **_to(standard, retries=2)},
+            {"match": {"headers": {"user-type": "premium"}}, **to(premium, timeout="60s")},
+            {"match": {"headers": {"user-type": "standard"}}, **to(standard, retries=2)},
         ],
-        fallback=_ref(default),
+        fallback=ref(default),
     )
     created = platform.admin.post(
         "/routes",
@@ -132,11 +117,11 @@ def test_query_and_path_matching_and_no_match(
     route = f"{unique_name}-q"
     _apply(
         platform,
-        _route(
+        route_doc(
             route,
             [
-                {"match": {"queryParams": {"model": "fast"}}, **_to(fast)},
-                {"match": {"path": "/v2/models/*"}, **_to(accurate)},
+                {"match": {"queryParams": {"model": "fast"}}, **to(fast)},
+                {"match": {"path": "/v2/models/*"}, **to(accurate)},
             ],
         ),
     )
@@ -155,8 +140,8 @@ def test_weights_split_the_matching_traffic(
 ):
     v1, v2 = deployed("v1", 1), deployed("v2", 2)
     route = f"{unique_name}-ab"
-    rules = [{"match": {}, **_to(v1), "weight": 80}, {"match": {}, **_to(v2), "weight": 20}]
-    _apply(platform, _route(route, rules))
+    rules = [{"match": {}, **to(v1), "weight": 80}, {"match": {}, **to(v2), "weight": 20}]
+    _apply(platform, route_doc(route, rules))
     seen = Counter(_answer(_ask(platform.admin, route)) for _ in range(500))
     # 100 expected for v2; the binomial's standard deviation is ~9.
     assert 55 <= seen[2.0] <= 145 and seen[1.0] + seen[2.0] == 500, seen
@@ -167,8 +152,8 @@ def test_weight_under_100_leaves_the_rest_to_the_fallback(
 ):
     experiment, default = deployed("exp", 5), deployed("global", 0)
     route = f"{unique_name}-exp"
-    rules = [{"match": {"headers": {"experiment": "new"}}, **_to(experiment), "weight": 30}]
-    _apply(platform, _route(route, rules, fallback=_ref(default)))
+    rules = [{"match": {"headers": {"experiment": "new"}}, **to(experiment), "weight": 30}]
+    _apply(platform, route_doc(route, rules, fallback=ref(default)))
     headers = {"experiment": "new"}
     seen = Counter(_answer(_ask(platform.admin, route, headers=headers)) for _ in range(300))
     assert 45 <= seen[5.0] <= 135 and seen[0.0] == 300 - seen[5.0], seen
@@ -181,7 +166,7 @@ def test_retries_then_fallback_and_no_retry_on_bad_input(
     (tmp_path / f"{flaky}.fail").touch()
     route = f"{unique_name}-retry"
     _apply(
-        platform, _route(route, [{"match": {}, **_to(flaky, retries=2)}], fallback=_ref(default))
+        platform, route_doc(route, [{"match": {}, **to(flaky, retries=2)}], fallback=ref(default))
     )
     answer = _ask(platform.admin, route)
     assert _answer(answer) == 9 and answer.headers["X-OpenMaaS-Route-Destination"] == default
@@ -205,9 +190,9 @@ def test_timeout_goes_to_the_fallback_or_answers_504(
     guarded, bare = f"{unique_name}-to", f"{unique_name}-to-bare"
     _apply(
         platform,
-        _route(guarded, [{"match": {}, **_to(slow, timeout="200ms")}], fallback=_ref(quick)),
+        route_doc(guarded, [{"match": {}, **to(slow, timeout="200ms")}], fallback=ref(quick)),
     )
-    _apply(platform, _route(bare, [{"match": {}, **_to(slow, timeout="200ms")}]))
+    _apply(platform, route_doc(bare, [{"match": {}, **to(slow, timeout="200ms")}]))
     started = time.monotonic()
     assert _answer(_ask(platform.admin, guarded)) == 2
     timed_out = _ask(platform.admin, bare)
@@ -216,9 +201,9 @@ def test_timeout_goes_to_the_fallback_or_answers_504(
 
 
 def _canary(name: str, stable: str, canary: str, share: int, **analysis: Any) -> dict[str, Any]:
-    return _route(
+    return route_doc(
         name,
-        [{"match": {}, **_to(stable), "weight": 100 - share}, {"match": {}, **_to(canary)}],
+        [{"match": {}, **to(stable), "weight": 100 - share}, {"match": {}, **to(canary)}],
         canary={
             "enabled": True,
             "trafficSplit": {"stable": 100 - share, "canary": share},
@@ -272,37 +257,37 @@ def test_healthy_canary_is_promoted_step_by_step(
 def test_management_errors(platform: Platform, deployed: Deployer, unique_name: str, make: Factory):
     target = deployed("t", 1)
     route = f"{unique_name}-m"
-    bad_weight = _route(route, [{"match": {}, **_to(target), "weight": 101}])
+    bad_weight = route_doc(route, [{"match": {}, **to(target), "weight": 101}])
     refused = platform.admin.post("/routes", json=bad_weight)
     assert (
         refused.status_code == 422 and refused.json()["details"]["field"] == "spec.routes[0].weight"
     )
-    bad_duration = _route(route, [{"match": {}, **_to(target, timeout="soon")}])
+    bad_duration = route_doc(route, [{"match": {}, **to(target, timeout="soon")}])
     assert platform.admin.post("/routes", json=bad_duration).json()["details"]["field"] == (
         "spec.routes[0].timeout"
     )
-    assert platform.admin.post("/routes", json=_route(route, [])).status_code == 422
+    assert platform.admin.post("/routes", json=route_doc(route, [])).status_code == 422
     garbage = platform.admin.post(
         "/routes", content=b"spec: [unclosed", headers={"Content-Type": "application/yaml"}
     )
     assert garbage.status_code == 400 and garbage.json()["code"] == "invalid_yaml"
-    taken = platform.admin.post("/routes", json=_route(target, [{"match": {}, **_to(target)}]))
+    taken = platform.admin.post("/routes", json=route_doc(target, [{"match": {}, **to(target)}]))
     assert taken.status_code == 409
 
-    _apply(platform, _route(route, [{"match": {}, **_to(target)}]))
+    _apply(platform, route_doc(route, [{"match": {}, **to(target)}]))
     assert (
         platform.admin.post(
-            "/routes", json=_route(route, [{"match": {}, **_to(target)}])
+            "/routes", json=route_doc(route, [{"match": {}, **to(target)}])
         ).status_code
         == 409
     )
     developer = make.developer()
     assert developer.client.get("/routes").status_code == 403
     assert developer.client.post(
-        "/routes", json=_route("x", [{"match": {}, **_to(target)}])
+        "/routes", json=route_doc("x", [{"match": {}, **to(target)}])
     ).status_code in (403,)
     replaced = platform.admin.put(
-        f"/routes/{route}", json=_route(route, [{"match": {}, **_to(target), "retries": 1}])
+        f"/routes/{route}", json=route_doc(route, [{"match": {}, **to(target), "retries": 1}])
     )
     assert replaced.status_code == 200 and replaced.json()["status"]["revision"] == 2
     assert route in {r["metadata"]["name"] for r in platform.admin.get("/routes").json()["routes"]}
@@ -316,7 +301,7 @@ def test_the_plan_applies_to_the_route_name(
 ):
     target = deployed("planned", 4)
     route = f"{unique_name}-plan"
-    _apply(platform, _route(route, [{"match": {}, **_to(target)}]))
+    _apply(platform, route_doc(route, [{"match": {}, **to(target)}]))
     _, _, key = make.key_for(models=[route])
     allowed = _ask(platform.anonymous, route, headers={"Authorization": f"Bearer {key}"})
     assert _answer(allowed) == 4

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import ADMIN_KEY
 from tests.routing.test_model_routes import MODEL, _canary
-from tests.servers import free_port, postgres_database
+from tests.servers import free_port, postgres_database, wait_ready
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -31,19 +31,6 @@ def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-
-
-def _wait_ready(process: subprocess.Popen[str], url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        try:
-            if httpx.get(f"{url}/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not become ready"
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +54,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[httpx.Cl
         ]
         try:
             for process, client in zip(processes, clients, strict=True):
-                _wait_ready(process, str(client.base_url))
+                wait_ready(process, str(client.base_url))
             yield clients
         finally:
             for client in clients:
