@@ -168,3 +168,40 @@ def test_developers_get_403_on_the_console(platform: Platform, dev):
         assert response.status_code == 403 and "Not allowed" in response.text, page
     token = csrf_of(client.get("/portal/applications"))
     assert client.post("/console/plans", data={"csrf_token": token, "name": "x"}).status_code == 403
+
+
+@pytest.mark.parametrize("mode", ["approval", "closed"])
+def test_signup_waiting_for_approval_or_closed(tmp_path: Path, mode: str):
+    from openmaas.app import create_app
+    from tests.conftest import make_settings
+    from tests.servers import running
+
+    settings = make_settings(tmp_path, signup=mode)
+    with running(create_app(settings)) as server, visitor(server.url) as client:
+        page = client.get("/portal/signup")
+        if mode == "closed":
+            assert "Sign-up is closed" in page.text and "<form" not in page.text.split("<main>")[1]
+            refused = client.post(
+                "/portal/signup",
+                data={
+                    "username": "shut",
+                    "email": "s@x.org",
+                    "password": PASSWORD,
+                    "confirm": PASSWORD,
+                },
+            )
+            assert refused.status_code == 403
+            return
+        assert "wait for an administrator" in page.text
+        created = client.post(
+            "/portal/signup",
+            data={
+                "username": "waiter",
+                "email": "w@x.org",
+                "password": PASSWORD,
+                "confirm": PASSWORD,
+            },
+        )
+        assert created.status_code == 303 and created.headers["location"] == "/portal/login"
+        assert "approve" in client.get("/portal/login").text
+        assert log_in(client, "waiter", PASSWORD).status_code == 403
