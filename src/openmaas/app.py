@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from openmaas import __version__
 from openmaas.api import (
@@ -27,7 +29,7 @@ from openmaas.api import (
 )
 from openmaas.api.body_limit import BodySizeLimit
 from openmaas.api.errors import install_error_handlers
-from openmaas.api.hot_path import InferenceHotPath
+from openmaas.api.hot_path import FrontDoor, InferenceHotPath
 from openmaas.api.openapi import install_openapi
 from openmaas.platform import Platform
 from openmaas.portal import install_portal
@@ -52,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await platform.stop()
 
-    app = FastAPI(
+    app = OpenMaaSApp(
         title="OpenMaaS",
         version=__version__,
         description="Models as a Service: registry, serving and API management.",
@@ -78,35 +80,51 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (auth, applications, plans, usage, admin):
         app.include_router(module.router)
     install_portal(app)
-    # Innermost: inference requests skip routing and dependency injection, yet still pass
-    # the body size limit and CORS below.
-    app.add_middleware(InferenceHotPath, platform=platform)
     # Before anything reads it, so an oversized body is refused unread.
-    app.add_middleware(
-        BodySizeLimit,
-        max_bytes=settings.max_request_bytes,
-        max_upload_bytes=settings.max_artifact_bytes,
-    )
+    body_limit = {
+        "max_bytes": settings.max_request_bytes,
+        "max_upload_bytes": settings.max_artifact_bytes,
+    }
+    app.add_middleware(BodySizeLimit, **body_limit)
     if settings.cors_origins:
         # Outermost: preflights are answered here, and every response, errors and 413s
         # included, carries the headers a browser needs to read it.
-        any_origin = settings.cors_origins == ["*"]
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            # Cookies cross origins only for origins named one by one, never for "*".
-            allow_credentials=not any_origin,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=[
-                "Retry-After",
-                "X-RateLimit-Limit",
-                "X-RateLimit-Remaining",
-                "X-RateLimit-Reset",
-            ],
-            max_age=600,
-        )
+        app.add_middleware(CORSMiddleware, **_cors_options(settings))
+    # Inference requests skip routing, dependency injection and FastAPI's middleware, yet
+    # pass the same body size limit and CORS.
+    lean: Any = BodySizeLimit(InferenceHotPath(platform), **body_limit)
+    if settings.cors_origins:
+        lean = CORSMiddleware(lean, **_cors_options(settings))
+    app.front_door = lambda full: FrontDoor(full, lean)
     return app
+
+
+def _cors_options(settings: Settings) -> dict[str, Any]:
+    any_origin = settings.cors_origins == ["*"]
+    return {
+        "allow_origins": settings.cors_origins,
+        # Cookies cross origins only for origins named one by one, never for "*".
+        "allow_credentials": not any_origin,
+        "allow_methods": ["*"],
+        "allow_headers": ["*"],
+        "expose_headers": [
+            "Retry-After",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ],
+        "max_age": 600,
+    }
+
+
+class OpenMaaSApp(FastAPI):
+    """FastAPI, with a front door outside its whole middleware stack."""
+
+    front_door: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return self.front_door(stack) if self.front_door is not None else stack
 
 
 def create_app_from_environment() -> FastAPI:

@@ -7,11 +7,13 @@ solving dependencies (the synchronous ``get_platform`` ran in a worker thread) a
 FastAPI's per-request machinery. This middleware sits inside the body size limit and CORS,
 so 413s and CORS headers are unchanged, and calls the very same handlers the FastAPI routes
 call: the gate, the limits, metering and error shapes are the same code. The FastAPI routes
-stay registered, so the API docs still describe them.
+stay registered, so the API docs still describe them. ``FrontDoor`` sends these requests
+past FastAPI's own middleware too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -19,11 +21,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from openmaas.api import openai_api, predict, v2
-from openmaas.api.errors import openmaas_error
+from openmaas.api.errors import error_response, openmaas_error
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.platform import Platform
 
 Handler = Callable[[Platform, Request], Awaitable[Response]]
+logger = logging.getLogger("openmaas")
 
 
 _OPENAI: dict[str, Handler] = {
@@ -70,25 +73,53 @@ def _route(path: str) -> Handler | None:
     return None
 
 
+def inference_handler(scope: Scope) -> Handler | None:
+    """The handler when ``scope`` is an inference request, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return _route(path)
+
+
 class InferenceHotPath:
-    def __init__(self, app: ASGIApp, *, platform: Platform) -> None:
-        self.app = app
+    """The inference handlers as an ASGI app, answering errors in each protocol's shape."""
+
+    def __init__(self, platform: Platform) -> None:
         self.platform = platform
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = None
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            root = scope.get("root_path", "")
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            handler = _route(path)
-        if handler is None:
-            await self.app(scope, receive, send)
-            return
+        handler = inference_handler(scope)
+        assert handler is not None, "only inference requests are sent here"
         request = Request(scope, receive)
         try:
             response = await handler(self.platform, request)
         except OpenMaaSError as exc:
             response = await openmaas_error(request, exc)
+        except Exception:
+            # What FastAPI's outermost middleware does for the other routes.
+            logger.exception("unhandled error on POST %s", scope["path"])
+            response = error_response(request, 500, "internal_error", "internal server error")
         await response(scope, receive, send)
+
+
+class FrontDoor:
+    """Outermost: inference requests take the lean chain, everything else the full app.
+
+    FastAPI wraps every request in its own middleware (error pages, telemetry, a body
+    limit) before ours; on the inference routes those layers cost more than routing did,
+    and each streamed chunk crossed all of them. The lean chain keeps what inference
+    needs: our body size limit, CORS when configured, and the error shapes.
+    """
+
+    def __init__(self, full: ASGIApp, lean: ASGIApp) -> None:
+        self.full = full
+        self.lean = lean
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if inference_handler(scope) is not None:
+            await self.lean(scope, receive, send)
+        else:
+            await self.full(scope, receive, send)
