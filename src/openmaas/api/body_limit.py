@@ -32,8 +32,13 @@ class BodySizeLimit:
             return
         limit = self._limit_for(scope)
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _reject(scope, send, limit)
+        if declared is not None:
+            if declared > limit:
+                await _reject(scope, send, limit)
+            else:
+                # The server delivers no more than the declared length: nothing to count,
+                # and every response message (each streamed chunk) skips a layer.
+                await self.app(scope, receive, send)
             return
         state = {"received": 0, "rejected": False, "started": False}
 
