@@ -69,17 +69,6 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def table(rows: list[tuple[str, str, int, dict[str, float]]]) -> str:
-    out = ["| target | mode | concurrency | requests/s | p50 ms | p99 ms | non-2xx |"]
-    out.append("|---|---|---|---|---|---|---|")
-    for name, mode, concurrency, r in rows:
-        out.append(
-            f"| {name} | {mode} | {concurrency} | {r['rps']:.0f} | {r['p50']:.2f} | "
-            f"{r['p99']:.2f} | {r['errors']:.0f} |"
-        )
-    return "\n".join(out)
-
-
 def median_table(
     results: dict[tuple[str, int], list[dict[str, float]]], first: str = "server"
 ) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.loadgen import free_port, table, wait_ready, wrk
+from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
 
 ADMIN_KEY = "om_benchmark_admin_key"
 LITELLM_KEY = "sk-benchmark-master-key-0123456789abcdef"
@@ -69,7 +69,8 @@ def application_key(url: str, backend: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--litellm", default="/tmp/litellm/bin/litellm")
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3, help="runs per row; the median is kept")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="openmaas-gateway-"))
     ports = {name: free_port() for name in ("backend", "openmaas", "litellm")}
@@ -92,7 +93,7 @@ def main() -> None:
     processes.append(
         start(serve, {"OPENMAAS_ADMIN_KEY": ADMIN_KEY, "OPENMAAS_LOG_LEVEL": "warning"})
     )
-    rows = []
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
     try:
         openmaas = f"http://127.0.0.1:{ports['openmaas']}"
         litellm = f"http://127.0.0.1:{ports['litellm']}"
@@ -117,17 +118,23 @@ def main() -> None:
         ]
         for mode, body in (("plain", BODY), ("stream", STREAM_BODY)):
             for concurrency in (1, 32):
-                for name, url, headers in targets:
-                    result = wrk(
-                        url, body, concurrency=concurrency, seconds=args.seconds, headers=headers
-                    )
-                    rows.append((name, mode, concurrency, result))
+                # Rounds interleave the targets, so drifting background load hits them alike.
+                for _ in range(args.rounds):
+                    for name, url, headers in targets:
+                        result = wrk(
+                            url,
+                            body,
+                            concurrency=concurrency,
+                            seconds=args.seconds,
+                            headers=headers,
+                        )
+                        results.setdefault((f"{name}, {mode}", concurrency), []).append(result)
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
-    print(table(rows))
+    print(median_table(results, first="target, mode"))
 
 
 if __name__ == "__main__":
