@@ -7,7 +7,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
 from openmaas.api.admission import Call, dispatch, finish
 from openmaas.api.deps import PlatformDep
@@ -18,7 +17,7 @@ from openmaas.api.openai_schemas import (
     parse,
     payload,
 )
-from openmaas.api.openai_stream import MeteredStream
+from openmaas.api.openai_stream import EventStreamResponse, MeteredStream
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import GatewayTimeout, NotFound
 from openmaas.platform import Platform
@@ -133,7 +132,7 @@ async def _stream(
         done=lambda status: finish(platform, request, call, status),
     )
     call.streaming = True
-    return StreamingResponse(
+    return EventStreamResponse(
         aiter(stream), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
     )
 

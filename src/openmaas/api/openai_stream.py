@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from openmaas.api.admission import Call
 from openmaas.api.errors import error_body
@@ -103,3 +106,45 @@ class MeteredStream:
         text = "".join(self.sent)
         self.call.input_tokens = self.prompt_tokens
         self.call.output_tokens = self.runtime.count_tokens(text) if text else 0
+
+
+class EventStreamResponse(StreamingResponse):
+    """A streamed response that notices a client leaving with one plain task.
+
+    Starlette's own (for servers of ASGI spec 2.3, as uvicorn is) runs a task group and a
+    cancel scope per response, a measurable share of a small streamed completion's cost.
+    Here a task waits for the disconnect and cancels the stream; the stream's ``finally``
+    meters what was sent, and the cancellation it caused is taken back.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streaming = asyncio.current_task()
+        assert streaming is not None
+        left = False
+
+        async def watch() -> None:
+            nonlocal left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left = True
+            streaming.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in self.body_iterator:
+                body = chunk if isinstance(chunk, bytes) else chunk.encode(self.charset)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not left:
+                raise
+            streaming.uncancel()
+        finally:
+            watcher.cancel()
