@@ -175,3 +175,19 @@ def _eventually(check, seconds: float = 3.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_bad_console_input_is_a_clear_400(console: httpx.Client, make: Factory):
+    app = make.developer().application(make.plan())
+    target = f"/console/applications/{app['id']}"
+    bogus = submit(console, "/console/applications", target, status="bogus")
+    assert bogus.status_code == 400 and "unknown status" in bogus.text
+    unknown_plan = submit(console, "/console/applications", target, plan="no-such-plan")
+    assert unknown_plan.status_code == 404
+    too_big = submit(
+        console, "/console/applications", "/console/applications/99999999999", status="active"
+    )
+    assert too_big.status_code in (400, 404, 422)
+    assert (
+        submit(console, "/console/users", "/console/users/1", action="explode").status_code == 400
+    )

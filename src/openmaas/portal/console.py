@@ -121,13 +121,9 @@ async def update_application(request: Request, application_id: int) -> Response:
     fields = await form(request, who)
     changes: dict[str, Any] = {}
     if fields.get("status"):
-        changes["status"] = (
-            ApplicationStatus(fields["status"]).value
-            if fields["status"] in {s.value for s in ApplicationStatus}
-            else None
-        )
-        if changes["status"] is None:
+        if fields["status"] not in {status.value for status in ApplicationStatus}:
             raise BadRequest("unknown status")
+        changes["status"] = fields["status"]
     if fields.get("plan"):
         changes["plan"] = fields["plan"]
     app = await platform_of(request).applications.update(
