@@ -69,11 +69,13 @@ def test_several_workers_pool_their_metrics(tmp_path: Path) -> None:
         with Client(url, admin_key) as client:
             client.register("pooled", classifier())
         deploy = {"model_name": "pooled", "endpoint_name": "pooled"}
-        assert httpx.post(f"{url}/deployments/deploy", json=deploy, headers=headers).is_success
+        deployed = httpx.post(f"{url}/deployments/deploy", json=deploy, headers=headers, timeout=60)
+        assert deployed.is_success, deployed.text
         body = {"model_name": "pooled", "input": [0.5, 0.8, 0.2]}
         sent = 0
         while sent < 40:  # a new connection each time, so both workers take some
-            response = httpx.post(f"{url}/predict", json=body, headers=headers)
+            # Generous: the first request a worker serves may wait for its model to load.
+            response = httpx.post(f"{url}/predict", json=body, headers=headers, timeout=60)
             if response.status_code == 404:  # the other worker has not synced yet
                 assert time.monotonic() < deadline + 30
                 time.sleep(0.1)
@@ -81,7 +83,7 @@ def test_several_workers_pool_their_metrics(tmp_path: Path) -> None:
             assert response.status_code == 200, response.text
             sent += 1
         for _ in range(6):
-            scrape = httpx.get(f"{url}/metrics", headers=headers).text
+            scrape = httpx.get(f"{url}/metrics", headers=headers, timeout=60).text
             counted = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in scrape.splitlines()

@@ -41,6 +41,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
             yield client
 
 
+class PerThread:
+    """An httpx client for each thread: one client's pool shared by many threads can close
+    a connection under another thread's read."""
+
+    def __init__(self, server: httpx.Client) -> None:
+        self.server = server
+        self.local = threading.local()
+        self.clients: list[httpx.Client] = []
+
+    def __call__(self) -> httpx.Client:
+        client = getattr(self.local, "client", None)
+        if client is None:
+            server = self.server
+            client = httpx.Client(base_url=str(server.base_url), headers=server.headers, timeout=60)
+            self.local.client = client
+            self.clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
 def _linear(slope: float) -> LinearRegression:
     x = np.arange(10, dtype=float).reshape(-1, 1)
     return LinearRegression().fit(x, slope * x[:, 0])
@@ -59,12 +82,16 @@ def test_a_thousand_deployments_in_a_small_cache(server: httpx.Client, tmp_path:
     models, versions, copies = 50, 2, 10
     paths = {v: skops_file(tmp_path, _linear(v), f"slope{v}.skops") for v in range(1, versions + 1)}
 
+    client = PerThread(server)
+
     def register_model(index: int) -> None:
         for version in range(1, versions + 1):
-            register(server, f"many{index}", paths[version])
+            register(client(), f"many{index}", paths[version])
             for copy in range(copies):
                 endpoint = f"many{index}-v{version}-{copy}"
-                deploy(server, f"many{index}", version=version, endpoint_name=endpoint, warm=False)
+                deploy(
+                    client(), f"many{index}", version=version, endpoint_name=endpoint, warm=False
+                )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(register_model, range(models)))
@@ -73,7 +100,8 @@ def test_a_thousand_deployments_in_a_small_cache(server: httpx.Client, tmp_path:
 
     def ask(job: tuple[int, int, int]) -> float:
         index, version, copy = job
-        response = server.post(f"/predict/many{index}-v{version}-{copy}", json={"input": 2.0})
+        path = f"/predict/many{index}-v{version}-{copy}"
+        response = client().post(path, json={"input": 2.0})
         assert response.status_code == 200, response.text
         return float(response.json()["prediction"]) / (2.0 * version)
 
@@ -81,6 +109,7 @@ def test_a_thousand_deployments_in_a_small_cache(server: httpx.Client, tmp_path:
     jobs = [(i, v, c) for c in range(copies) for i in range(models) for v in range(1, versions + 1)]
     with ThreadPoolExecutor(16) as pool:
         ratios = list(pool.map(ask, jobs))
+    client.close()
     assert np.allclose(ratios, 1.0)
     assert _metric(server, "openmaas_loaded_models ") <= 3
     assert _metric(server, "openmaas_model_loads_total") >= models * versions
@@ -90,12 +119,14 @@ def test_a_thousand_deployments_in_a_small_cache(server: httpx.Client, tmp_path:
 def test_concurrent_first_requests_share_one_load(server: httpx.Client, tmp_path: Path) -> None:
     register(server, "single_load", skops_file(tmp_path, _linear(3.0)))
     deploy(server, "single_load", warm=False)
+    client = PerThread(server)
     with ThreadPoolExecutor(20) as pool:
         answers = list(
             pool.map(
-                lambda _: server.post("/predict/single_load-v1", json={"input": 1.0}), range(20)
+                lambda _: client().post("/predict/single_load-v1", json={"input": 1.0}), range(20)
             )
         )
+    client.close()
     assert all(a.status_code == 200 for a in answers)
     assert _metric(server, "openmaas_model_loads_total", "single_load") == 1
 
@@ -106,8 +137,9 @@ def test_dynamic_batching_merges_concurrent_rows(server: httpx.Client, tmp_path:
     barrier = threading.Barrier(64)
 
     def call(value: int) -> float:
-        barrier.wait()
-        response = server.post("/predict/batched-v1", json={"input": float(value)})
+        with httpx.Client(base_url=str(server.base_url), headers=server.headers, timeout=60) as c:
+            barrier.wait()
+            response = c.post("/predict/batched-v1", json={"input": float(value)})
         assert response.status_code == 200, response.text
         return float(response.json()["prediction"])
 
