@@ -86,6 +86,7 @@ def test_a_developer_signs_up_gets_a_key_and_sees_the_usage_chart(
             f"{platform.url}/predict",
             json={"model_name": unique_name, "input": [0.1, 0.2, 0.3]},
             headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
         )
         assert answer.status_code == 200, answer.text
 

@@ -69,7 +69,10 @@ def test_approve_suspend_and_change_plan(
     key = developer.key(app["id"])
     body = {"model_name": unique_name, "input": [0.1, 0.2, 0.3]}
     headers = {"Authorization": f"Bearer {key}"}
-    assert httpx.post(f"{platform.url}/predict", json=body, headers=headers).status_code == 403
+    assert (
+        httpx.post(f"{platform.url}/predict", json=body, headers=headers, timeout=30).status_code
+        == 403
+    )
 
     approved = submit(
         console, "/console/applications", f"/console/applications/{app['id']}", status="active"
@@ -77,7 +80,12 @@ def test_approve_suspend_and_change_plan(
     assert approved.status_code == 303
     assert "is active" in console.get(approved.headers["location"]).text
     assert _eventually(
-        lambda: httpx.post(f"{platform.url}/predict", json=body, headers=headers).status_code == 200
+        lambda: (
+            httpx.post(
+                f"{platform.url}/predict", json=body, headers=headers, timeout=30
+            ).status_code
+            == 200
+        )
     )
 
     suspended = submit(
@@ -85,7 +93,12 @@ def test_approve_suspend_and_change_plan(
     )
     assert suspended.status_code == 303
     assert _eventually(
-        lambda: httpx.post(f"{platform.url}/predict", json=body, headers=headers).status_code == 403
+        lambda: (
+            httpx.post(
+                f"{platform.url}/predict", json=body, headers=headers, timeout=30
+            ).status_code
+            == 403
+        )
     )
     other = make.plan()
     moved = submit(

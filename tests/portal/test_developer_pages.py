@@ -80,6 +80,7 @@ def test_application_key_shown_once_then_only_its_prefix(
         f"{platform.url}/predict",
         json={"model_name": unique_name, "input": [0.1, 0.2, 0.3]},
         headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
     )
     assert answer.status_code == 200, answer.text
 
@@ -112,6 +113,7 @@ def test_usage_chart_counts_the_calls_made_with_the_key(
             f"{platform.url}/predict",
             json={"model_name": unique_name, "input": [0.1, 0.2, 0.3]},
             headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
         )
         assert response.status_code == 200
     with visitor(platform.url) as client:
