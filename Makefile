@@ -29,6 +29,7 @@ run: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
 
 test: install lint
 	$(BIN)/pytest

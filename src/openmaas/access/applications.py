@@ -6,6 +6,7 @@ nobody can learn which application ids are taken.
 
 from __future__ import annotations
 
+import builtins
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,7 +142,9 @@ class ApplicationService:
             audit(session, actor, "application.delete", f"application:{application_id}")
             await commit_change(session, self.snapshots)
 
-    async def list_keys(self, actor: Principal, application_id: int | None) -> list[ApiKey]:
+    async def list_keys(
+        self, actor: Principal, application_id: int | None
+    ) -> builtins.list[ApiKey]:
         """An application's keys, or with ``application_id=None`` the actor's personal keys."""
         async with self.db.session() as session:
             if application_id is not None:

@@ -70,7 +70,7 @@ class Limiter:
                 implementation="redispy",
                 key_prefix=f"{prefix}:limits",
                 wrap_exceptions=True,
-                connection_pool=pool,
+                connection_pool=pool,  # type: ignore[arg-type]
             )
         else:
             storage = MemoryStorage()

@@ -136,8 +136,8 @@ class OidcClient:
         try:
             token = jwt.decode(id_token, KeySet.import_key_set(jwks))  # type: ignore[arg-type]
             jwt.JWTClaimsRegistry(
-                iss={"essential": True, "value": document.get("issuer", self.issuer)},
-                aud={"essential": True, "value": self.client_id},
+                iss={"essential": True, "value": str(document.get("issuer", self.issuer))},
+                aud={"essential": True, "value": str(self.client_id)},
                 sub={"essential": True},
                 exp={"essential": True},
                 nonce={"essential": True, "value": nonce},

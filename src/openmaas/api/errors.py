@@ -99,7 +99,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         phrase = "Error"
     code = phrase.lower().replace(" ", "_").replace("-", "_")
     message = str(exc.detail) if exc.detail else phrase
-    return error_response(request, status, code, message, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(request, status, code, message, headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

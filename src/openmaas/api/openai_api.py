@@ -111,7 +111,7 @@ async def _stream(
 ) -> Response:
     resources = AsyncExitStack()
     try:
-        runtime = await resources.enter_async_context(
+        runtime: LanguageRuntime = await resources.enter_async_context(
             platform.serving.dataplane.session(endpoint, kind, protocol="openai")
         )
         chunks = getattr(runtime, f"{method}_stream")(body)

@@ -139,7 +139,13 @@ class EventStreamResponse(StreamingResponse):
                 }
             )
             async for chunk in self.body_iterator:
-                body = chunk if isinstance(chunk, bytes) else chunk.encode(self.charset)
+                body = (
+                    chunk
+                    if isinstance(chunk, bytes)
+                    else bytes(chunk)
+                    if isinstance(chunk, memoryview)
+                    else chunk.encode(self.charset)
+                )
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:

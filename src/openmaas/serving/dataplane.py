@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from openmaas.domain.errors import (
     GatewayTimeout,
@@ -23,6 +24,8 @@ from openmaas.serving.batcher import RunBatch
 from openmaas.serving.cache import ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
 from openmaas.serving.metrics import EndpointMeters, ServingMetrics
+
+RuntimeT = TypeVar("RuntimeT", bound=Runtime)
 
 
 class DataPlane:
@@ -115,8 +118,8 @@ class DataPlane:
 
     @asynccontextmanager
     async def session(
-        self, endpoint: Endpoint, kind: type[Runtime], *, protocol: str
-    ) -> AsyncIterator[Runtime]:
+        self, endpoint: Endpoint, kind: type[RuntimeT], *, protocol: str
+    ) -> AsyncIterator[RuntimeT]:
         """The endpoint's loaded runtime, pinned for as long as the block (or stream) runs.
 
         For runtimes that speak their own API (language models): concurrency limit,

@@ -144,7 +144,8 @@ class EndpointTable:
         found = self.by_name.get(ref)
         if found is not None:
             return found
-        name, selector = ref, None
+        name = ref
+        selector: int | str | None = None
         if "@" in ref:
             name, selector = ref.split("@", 1)
         elif "/" in ref:

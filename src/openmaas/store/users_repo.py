@@ -127,7 +127,7 @@ async def touch_keys(*, session: AsyncSession, last_used: Mapping[int, datetime]
         return
     # Core executemany rather than ORM bulk update: a key deleted meanwhile is no error.
     statement = (
-        update(ApiKeyRow.__table__)
+        update(ApiKeyRow.__table__)  # type: ignore[arg-type]
         .where(ApiKeyRow.__table__.c.id == bindparam("key_id"))
         .values(last_used_at=bindparam("at"))
     )
