@@ -21,6 +21,7 @@ from openmaas.api.openai_stream import EventStreamResponse, MeteredStream
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import GatewayTimeout, NotFound
 from openmaas.platform import Platform
+from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRuntime
 from openmaas.serving.endpoints import Endpoint
 
@@ -142,7 +143,10 @@ def _prompt_tokens(runtime: LanguageRuntime, parsed: Any) -> int:
     if isinstance(parsed, ChatRequest):
         texts = [m.content if isinstance(m.content, str) else "" for m in parsed.messages]
     else:
-        texts = [parsed.prompt] if isinstance(parsed.prompt, str) else list(parsed.prompt)
+        prompts = wire.prompts({"prompt": parsed.prompt})
+        texts = [p for p in prompts if isinstance(p, str)]
+        ids = sum(len(p) for p in prompts if isinstance(p, list))
+        return ids + sum(runtime.count_tokens(text) for text in texts if text)
     return sum(runtime.count_tokens(text) for text in texts if text)
 
 

@@ -69,7 +69,10 @@ class MeteredStream:
             self.usage = chunk["usage"]
             return event(chunk) if self.include_usage else None
         self.sent.append(_text_of(chunk))
-        if not self.include_usage:
+        if self.include_usage:
+            # OpenAI's chunks before the last say ``"usage": null`` when usage was asked for.
+            chunk = {**chunk, "usage": None}
+        elif "usage" in chunk:
             chunk = {k: v for k, v in chunk.items() if k != "usage"}
         return event(chunk)
 

@@ -46,7 +46,10 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise BadRequest(
+            f"the body is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            code="invalid_json",
+        ) from exc
     if not isinstance(document, dict):
         raise _fail("the body is an inference request object", "invalid_request")
     raw_inputs = document.get("inputs")

@@ -30,6 +30,8 @@ from openmaas.runtimes.language import EmbeddingRuntime
 from openmaas.runtimes.model_dirs import model_directory, settings_of
 
 _MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
+# Request fields this runtime acts on (``dimensions`` only when it is the model's own).
+_FIELDS = frozenset({"input", "encoding_format", "dimensions"})
 
 
 def _directory(spec: ArtifactSpec) -> tuple[Path, dict[str, Any]]:
@@ -171,6 +173,7 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
     async def embed(self, request: dict[str, Any]) -> dict[str, Any]:
         if not self.ready:
             raise ServiceUnavailable("the model is not loaded", code="not_loaded")
+        wire.refuse_unsupported(request, _FIELDS)
         texts = self._texts(request)
         fmt = wire.encoding_format(request)
         dimensions = request.get("dimensions")

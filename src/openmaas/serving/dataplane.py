@@ -19,6 +19,7 @@ from openmaas.domain.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
+from openmaas.incidents import reported
 from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
 from openmaas.serving.cache import ModelCache
@@ -53,9 +54,16 @@ class DataPlane:
     ) -> Tensors:
         key = endpoint.cache_key
         try:
-            entry = await self.cache.acquire(
-                key, endpoint.build_runtime, endpoint.size, endpoint.labels
-            )
+            try:
+                entry = await self.cache.acquire(
+                    key, endpoint.build_runtime, endpoint.size, endpoint.labels
+                )
+            except OpenMaaSError as exc:
+                if exc.status_code >= 500:
+                    raise  # ours, already told without details (an upstream that is down)
+                raise _load_failed(endpoint, exc) from exc
+            except Exception as exc:
+                raise _load_failed(endpoint, exc) from exc
             runtime = entry.runtime
             try:
                 if not isinstance(runtime, TensorRuntime):
@@ -72,13 +80,11 @@ class DataPlane:
         except OpenMaaSError:
             raise
         except Exception as exc:
-            if key not in self.cache:
-                raise ServiceUnavailable(
-                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                    code="model_load_failed",
-                ) from exc
-            raise Unprocessable(
-                f"the model failed on this input: {exc}", code="model_error"
+            raise reported(
+                Unprocessable,
+                "the model failed on this input",
+                code="model_error",
+                detail=f"{endpoint.name}: {exc!r}",
             ) from exc
 
     async def infer(
@@ -137,13 +143,12 @@ class DataPlane:
                     entry = await self.cache.acquire(
                         endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
                     )
-                except OpenMaaSError:
-                    raise
+                except OpenMaaSError as exc:
+                    if exc.status_code >= 500:
+                        raise
+                    raise _load_failed(endpoint, exc) from exc
                 except Exception as exc:
-                    raise ServiceUnavailable(
-                        f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                        code="model_load_failed",
-                    ) from exc
+                    raise _load_failed(endpoint, exc) from exc
                 try:
                     if not isinstance(entry.runtime, kind):
                         raise Unprocessable(
@@ -173,3 +178,14 @@ class DataPlane:
         meters.latency.observe(elapsed)
         if failure is not None:
             self.metrics.errors.labels(*endpoint.labels, failure).inc()
+
+
+def _load_failed(endpoint: Endpoint, exc: BaseException) -> ServiceUnavailable:
+    """A model that would not load: the caller is not told why (paths, library text)."""
+    detail = exc.message if isinstance(exc, OpenMaaSError) else repr(exc)
+    return reported(
+        ServiceUnavailable,
+        f"the model of {endpoint.name!r} could not be loaded",
+        code="model_load_failed",
+        detail=detail,
+    )
