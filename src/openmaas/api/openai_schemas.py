@@ -47,6 +47,8 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Generation):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0)] | None = None
 
 
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
@@ -59,6 +61,11 @@ class CompletionRequest(_Generation):
         | TokenIds
         | Annotated[list[TokenIds], Field(min_length=1)]
     )
+    # 0 with echo scores the prompt without generating (what evaluation harnesses do);
+    # the engine refuses 0 without echo.
+    max_tokens: Annotated[int, Field(ge=0)] | None = None
+    logprobs: Annotated[int, Field(ge=0)] | None = None
+    echo: bool | None = None
 
     @field_validator("prompt")
     @classmethod
