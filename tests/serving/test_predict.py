@@ -134,7 +134,10 @@ class TestDeployments:
         deploy(platform.admin, unique_name, endpoint_name=f"{unique_name}_boom")
         response = platform.admin.post(f"/predict/{unique_name}_boom", json={"input": [[1.0]]})
         assert response.status_code in (400, 422), response.text
-        assert "boom" in response.json()["message"]
+        # What the model's code said stays in the server log, under the reference given.
+        assert response.json()["code"] == "model_error"
+        assert "boom" not in response.json()["message"]
+        assert response.json()["details"]["reference"] in response.json()["message"]
 
         broken = f"{unique_name}_broken"
         good = tmp_path / "good.py"

@@ -27,7 +27,7 @@ from openmaas.domain.models import Signature
 from openmaas.incidents import reported
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
-from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime
+from openmaas.runtimes.language import GENERATION_SIGNATURE, ChatRuntime, EmbeddingRuntime
 from openmaas.runtimes.upstream import (
     Endpoint,
     UpstreamClient,
@@ -79,7 +79,9 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
         endpoint = endpoint_of(spec)
         if endpoint.settings.get("tokenizer"):
             _tokenizer(str(endpoint.settings["tokenizer"]))
-        return spec.signature
+        # On the tensor protocols a prompt goes in and text comes out, unless the version
+        # was registered with an embedding signature (text in, FP32 vectors out).
+        return spec.signature if not spec.signature.empty else GENERATION_SIGNATURE
 
     async def load(self) -> None:
         endpoint = endpoint_of(self.spec)
@@ -87,6 +89,8 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
         if location:
             self._tokenizer = await anyio.to_thread.run_sync(_tokenizer, str(location))
         self._endpoint, self._client = endpoint, client_for(endpoint)
+        if self.signature.empty:  # a version registered before it had one
+            self.signature = GENERATION_SIGNATURE
 
     async def unload(self) -> None:
         client, self._client = self._client, None

@@ -23,10 +23,10 @@ import anyio
 import numpy as np
 
 from openmaas.domain.errors import BadRequest, ServiceUnavailable
-from openmaas.domain.models import Signature, TensorSpec
+from openmaas.domain.models import Signature
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
-from openmaas.runtimes.language import EmbeddingRuntime
+from openmaas.runtimes.language import EmbeddingRuntime, embedding_signature
 from openmaas.runtimes.model_dirs import model_directory, settings_of
 
 _MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
@@ -85,10 +85,7 @@ def _declared_dimensions(directory: Path) -> int:
 
 
 def _signature(dimensions: int) -> Signature:
-    return Signature(
-        inputs=(TensorSpec("text", "BYTES", (-1,)),),
-        outputs=(TensorSpec("embedding", "FP32", (-1, dimensions)),),
-    )
+    return embedding_signature(dimensions)
 
 
 class SentenceTransformersRuntime(EmbeddingRuntime):

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from openmaas.domain.errors import BadRequest, OpenMaaSError, ServiceUnavailable
-from openmaas.domain.models import Signature, TensorSpec
+from openmaas.domain.models import Signature
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
 from openmaas.runtimes.generation import (
@@ -32,14 +32,11 @@ from openmaas.runtimes.generation import (
     TokenScore,
     prompt_scores,
 )
-from openmaas.runtimes.language import ChatRuntime
+from openmaas.runtimes.language import GENERATION_SIGNATURE, ChatRuntime
 from openmaas.runtimes.model_dirs import model_directory, settings_of
 
 _MARKERS = ("config.json",)
-_SIGNATURE = Signature(
-    inputs=(TensorSpec("prompt", "BYTES", (-1,)),),
-    outputs=(TensorSpec("text", "BYTES", (-1,)),),
-)
+_SIGNATURE = GENERATION_SIGNATURE
 # Without a chat template a model still gets a readable transcript to continue.
 _FALLBACK_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n"
