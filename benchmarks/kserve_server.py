@@ -3,12 +3,14 @@
 Runs in KServe's own virtual environment (never ours):
 ``/path/to/kserve-venv/bin/python benchmarks/kserve_server.py PORT MODEL.joblib``.
 A ``kserve.Model`` subclass as KServe's documentation writes one: load in ``load``,
-answer V2 in ``predict``.
+answer V2 in ``predict``; one worker, gRPC and per-request logging off.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import uuid
 from typing import Any
 
 import joblib
@@ -32,10 +34,17 @@ class BinaryClassifier(Model):  # type: ignore[misc]
         result = self.estimator.predict(rows)
         output = InferOutput(name="output-0", shape=list(result.shape), datatype="INT64")
         output.set_data_from_numpy(result, binary_data=False)
-        return InferResponse(model_name=self.name, infer_outputs=[output], response_id=payload.id)
+        return InferResponse(
+            model_name=self.name,
+            infer_outputs=[output],
+            response_id=payload.id or str(uuid.uuid4()),
+        )
 
 
 if __name__ == "__main__":
     port, model_file = int(sys.argv[1]), sys.argv[2]
-    server = ModelServer(http_port=port, grpc_port=port + 1, enable_grpc=False, workers=1)
+    # Per-request logging off, as OpenMaaS has it by default: the comparison is of serving.
+    server = ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
+    for name in ("uvicorn.access", "kserve.trace"):
+        logging.getLogger(name).disabled = True
     server.start([BinaryClassifier("binary_classifier", model_file)])
