@@ -17,6 +17,7 @@ from openmaas.api import (
     applications,
     auth,
     deployments,
+    kserve_v1,
     metrics,
     model_routes,
     models,
@@ -70,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(v2.router)
     app.include_router(openai_api.router)
+    app.include_router(kserve_v1.router)
     app.include_router(v2.repository)
     app.include_router(system.router)
     app.include_router(models.router)

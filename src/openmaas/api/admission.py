@@ -17,6 +17,7 @@ from openmaas.access.gate import Admission
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.domain.usage import UsageEvent
 from openmaas.platform import Platform
+from openmaas.routing.table import CompiledRoute
 from openmaas.serving.endpoints import Endpoint
 
 
@@ -97,6 +98,8 @@ def _record(platform: Platform, request: Request, call: Call, status: int, secon
 
 
 ROUTE_HEADER = "X-OpenMaaS-Route-Destination"
+NAMESPACE_HEADER = "x-openmaas-namespace"
+"""Names the namespace of the ModelRoute a request means; without it, ``default``."""
 _NO_QUERY: dict[str, str] = {}
 
 
@@ -110,14 +113,16 @@ async def dispatch(
     *,
     model: str | None = None,
     routable: bool = True,
+    by_path: bool = False,
 ) -> Response:
     """Serve ``name``: through its ModelRoute when it names one, else the endpoint found.
 
     The plan's model filter applies to the name the caller used; the usage record names
     the model that answered. ``model`` names the model for the gate when it is known
-    without looking the endpoint up (which would answer 404 before 401).
+    without looking the endpoint up (which would answer 404 before 401). ``by_path``: a
+    name that is no route and no model may reach a route by its ``path`` rules.
     """
-    route = platform.routing.table.get(name) if routable else None
+    route = _route(platform, request, name, by_path) if routable else None
     if route is None:
         if model is None:
             model = lookup().deployment.model_name
@@ -140,4 +145,18 @@ async def dispatch(
         response.headers[ROUTE_HEADER] = destination
         return response
 
-    return await metered(platform, request, Call(name, protocol), routed)
+    return await metered(platform, request, Call(route.name, protocol), routed)
+
+
+def _route(platform: Platform, request: Request, name: str, by_path: bool) -> CompiledRoute | None:
+    """The ModelRoute a request means: by name (in its namespace), else by path.
+
+    The namespace header is read only when some route lives outside the default
+    namespace, and path rules only when some route has one and ``name`` is no model.
+    """
+    table = platform.routing.table
+    namespace = request.headers.get(NAMESPACE_HEADER) if table.namespaced else None
+    route = table.get(name, namespace)
+    if route is None and by_path and table.by_path and not platform.serving.table.knows(name):
+        route = table.for_path(request.scope["path"], namespace)
+    return route

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from openmaas.api.admission import Call, dispatch, finish
+from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish
 from openmaas.api.deps import PlatformDep
 from openmaas.api.openai_schemas import (
     ChatRequest,
@@ -19,7 +19,8 @@ from openmaas.api.openai_schemas import (
 )
 from openmaas.api.openai_stream import EventStreamResponse, MeteredStream
 from openmaas.api.wire import json_response, read_json
-from openmaas.domain.errors import GatewayTimeout, NotFound
+from openmaas.domain.deployments import DeploymentStatus
+from openmaas.domain.errors import GatewayTimeout, NotFound, ServiceUnavailable
 from openmaas.platform import Platform
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRuntime
@@ -55,22 +56,42 @@ def _model_object(endpoint: Endpoint) -> dict[str, Any]:
 
 @router.get("/models")
 async def list_models(request: Request, platform: PlatformDep) -> Response:
+    """OpenAI's model list (language models), and KServe V1's ``models`` (every name)."""
     allowed = platform.gate.model_filter(request.headers)
     seen: dict[str, dict[str, Any]] = {}
+    every: set[str] = set()
     for endpoint in platform.serving.table.by_name.values():
         name = endpoint.deployment.model_name
-        if name not in seen and _is_language(endpoint) and allowed(name):
-            seen[name] = _model_object(endpoint)
-    return json_response({"object": "list", "data": sorted(seen.values(), key=lambda m: m["id"])})
+        if allowed(name):
+            every.add(name)
+            if name not in seen and _is_language(endpoint):
+                seen[name] = _model_object(endpoint)
+    data = sorted(seen.values(), key=lambda m: m["id"])
+    return json_response({"object": "list", "data": data, "models": sorted(every)})
 
 
 @router.get("/models/{model:path}")
 async def get_model(model: str, request: Request, platform: PlatformDep) -> Response:
+    """OpenAI's retrieve-model and KServe V1's readiness in one object.
+
+    KServe clients read ``name`` and ``ready``, and a model that is not ready yet is a 503;
+    OpenAI clients read ``id``. A ModelRoute is ready when one of its destinations is.
+    """
     allowed = platform.gate.model_filter(request.headers)
-    endpoint = _endpoint(platform, model)
-    if not _is_language(endpoint) or not allowed(endpoint.deployment.model_name):
-        raise NotFound(f"The model '{model}' does not exist", code="model_not_found")
-    return json_response(_model_object(endpoint))
+    route = platform.routing.table.get(model, request.headers.get(NAMESPACE_HEADER))
+    if route is not None and allowed(model):
+        states = [platform.routing.describe(route)["status"]["phase"]]
+        found = {"id": model, "object": "model", "created": 0, "owned_by": "openmaas"}
+        ready = states == ["Active"]
+    else:
+        endpoint = _endpoint(platform, model)
+        if not allowed(endpoint.deployment.model_name):
+            raise NotFound(f"The model '{model}' does not exist", code="model_not_found")
+        found = {**_model_object(endpoint), "id": model}
+        ready = endpoint.deployment.status is DeploymentStatus.ACTIVE
+    if not ready:
+        raise ServiceUnavailable(f"model {model!r} is not ready", code="model_not_ready")
+    return json_response({**found, "name": model, "ready": True})
 
 
 async def _answer(

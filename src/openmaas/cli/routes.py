@@ -14,6 +14,7 @@ from openmaas.client import Client, ClientError
 
 app = typer.Typer(help="Traffic routing: ModelRoute resources.", no_args_is_help=True)
 console = Console()
+NamespaceOption = typer.Option("default", "-n", "--namespace", help="The route's namespace")
 
 
 @app.command("apply")
@@ -38,19 +39,25 @@ def apply(
                 fail(error)
                 return
             status = applied["status"]
+            metadata = applied["metadata"]
+            where = "" if metadata["namespace"] == "default" else f"{metadata['namespace']}/"
             console.print(
-                f"[green]Applied[/green] route {applied['metadata']['name']} "
+                f"[green]Applied[/green] route {where}{metadata['name']} "
                 f"(revision {status['revision']}, {status['phase']}, "
                 f"{status['activeRoutes']} active routes)"
             )
 
 
 @app.command("list")
-def list_routes(url: str = UrlOption, key: str | None = KeyOption) -> None:
-    """List routes with their phase and canary split."""
+def list_routes(
+    namespace: str | None = typer.Option(None, "-n", "--namespace", help="Only this namespace"),
+    url: str = UrlOption,
+    key: str | None = KeyOption,
+) -> None:
+    """List routes with their phase and canary split (every namespace unless -n)."""
     with Client(url, key) as client:
         try:
-            routes = client.routes()
+            routes = client.routes(namespace)
         except ClientError as error:
             fail(error)
             return
@@ -73,11 +80,13 @@ def list_routes(url: str = UrlOption, key: str | None = KeyOption) -> None:
 
 
 @app.command("show")
-def show(name: str, url: str = UrlOption, key: str | None = KeyOption) -> None:
+def show(
+    name: str, namespace: str = NamespaceOption, url: str = UrlOption, key: str | None = KeyOption
+) -> None:
     """Print one route as YAML, with its status."""
     with Client(url, key) as client:
         try:
-            route = client.route(name)
+            route = client.route(name, namespace)
         except ClientError as error:
             fail(error)
             return
@@ -85,11 +94,13 @@ def show(name: str, url: str = UrlOption, key: str | None = KeyOption) -> None:
 
 
 @app.command("delete")
-def delete(name: str, url: str = UrlOption, key: str | None = KeyOption) -> None:
+def delete(
+    name: str, namespace: str = NamespaceOption, url: str = UrlOption, key: str | None = KeyOption
+) -> None:
     """Delete a route; its name stops resolving at once."""
     with Client(url, key) as client:
         try:
-            client.delete_route(name)
+            client.delete_route(name, namespace)
         except ClientError as error:
             fail(error)
             return

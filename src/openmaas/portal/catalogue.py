@@ -44,7 +44,8 @@ async def entries(platform: Platform, who: Principal) -> list[Entry]:
         if endpoint.deployment.version not in entry.versions:
             entry.versions.append(endpoint.deployment.version)
         entry.endpoints.append(endpoint.name)
-    for name, route in platform.routing.table.by_name.items():
+    # Routes of the default namespace: a model name alone reaches them.
+    for name, route in platform.routing.table.default.items():
         if allowed(name):
             targets = ", ".join(route.spec.destinations)
             found[name] = Entry(name, "route", f"A route to {targets}")
