@@ -60,6 +60,10 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Models as a Service: registry, serving and API management.",
         lifespan=lifespan,
+        # Served by install_openapi: per caller, and with the docs' assets installed locally.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # A trailing slash is a wrong path, answered with a JSON 404: a redirect would send
         # API clients an empty body they do not follow for POSTs.
         redirect_slashes=False,
@@ -78,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(deployments.router)
     app.include_router(model_routes.router)
     app.include_router(metrics.router)
-    install_openapi(app, platform.serving.table)
+    install_openapi(app, platform)
     for module in (auth, applications, plans, usage, admin):
         app.include_router(module.router)
     install_portal(app)
