@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
-from rich.console import Console
 
-from openmaas.settings import Settings
-from openmaas.store import Database
+from openmaas.cli.common import console
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
+    help="Database schema.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
 def upgrade() -> None:
     """Apply every pending migration."""
+    import asyncio
+
+    from openmaas.settings import Settings
+    from openmaas.store import Database
 
     async def run() -> None:
         settings = Settings()
@@ -27,4 +31,4 @@ def upgrade() -> None:
             await database.close()
 
     asyncio.run(run())
-    Console().print("[green]The database schema is up to date.[/green]")
+    console().print("[green]The database schema is up to date.[/green]")

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
-from openmaas.cli.models import KeyOption, UrlOption, fail
-from openmaas.client import Client, ClientError
+from openmaas.cli.common import KeyOption, UrlOption, console, fail
 
-app = typer.Typer(help="Traffic routing: ModelRoute resources.", no_args_is_help=True)
-console = Console()
+app = typer.Typer(
+    rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
+    help="Traffic routing: ModelRoute resources.",
+    no_args_is_help=True,
+)
 NamespaceOption = typer.Option("default", "-n", "--namespace", help="The route's namespace")
 
 
@@ -26,10 +25,14 @@ def apply(
     key: str | None = KeyOption,
 ) -> None:
     """Create a route from a file, or replace the route of the same name."""
+    import yaml
+
+    from openmaas.client import Client, ClientError
+
     try:
         documents = [doc for doc in yaml.safe_load_all(file.read_text()) if doc is not None]
     except yaml.YAMLError as error:
-        console.print(f"[red]{file} is not valid YAML:[/red] {error}")
+        console().print(f"[red]{file} is not valid YAML:[/red] {error}")
         raise typer.Exit(2) from error
     with Client(url, key) as client:
         for document in documents:
@@ -41,7 +44,7 @@ def apply(
             status = applied["status"]
             metadata = applied["metadata"]
             where = "" if metadata["namespace"] == "default" else f"{metadata['namespace']}/"
-            console.print(
+            console().print(
                 f"[green]Applied[/green] route {where}{metadata['name']} "
                 f"(revision {status['revision']}, {status['phase']}, "
                 f"{status['activeRoutes']} active routes)"
@@ -55,6 +58,10 @@ def list_routes(
     key: str | None = KeyOption,
 ) -> None:
     """List routes with their phase and canary split (every namespace unless -n)."""
+    from rich.table import Table
+
+    from openmaas.client import Client, ClientError
+
     with Client(url, key) as client:
         try:
             routes = client.routes(namespace)
@@ -76,7 +83,7 @@ def list_routes(
             split,
             str(status["revision"]),
         )
-    console.print(table)
+    console().print(table)
 
 
 @app.command("show")
@@ -84,13 +91,17 @@ def show(
     name: str, namespace: str = NamespaceOption, url: str = UrlOption, key: str | None = KeyOption
 ) -> None:
     """Print one route as YAML, with its status."""
+    import yaml
+
+    from openmaas.client import Client, ClientError
+
     with Client(url, key) as client:
         try:
             route = client.route(name, namespace)
         except ClientError as error:
             fail(error)
             return
-    console.print(yaml.safe_dump(route, sort_keys=False), highlight=False)
+    console().print(yaml.safe_dump(route, sort_keys=False), highlight=False)
 
 
 @app.command("delete")
@@ -98,10 +109,12 @@ def delete(
     name: str, namespace: str = NamespaceOption, url: str = UrlOption, key: str | None = KeyOption
 ) -> None:
     """Delete a route; its name stops resolving at once."""
+    from openmaas.client import Client, ClientError
+
     with Client(url, key) as client:
         try:
             client.delete_route(name, namespace)
         except ClientError as error:
             fail(error)
             return
-    console.print(f"[green]Deleted[/green] route {name}")
+    console().print(f"[green]Deleted[/green] route {name}")
