@@ -101,12 +101,17 @@ def main() -> None:
     config = work / "litellm.yaml"
     config.write_text(LITELLM_CONFIG.format(backend=backend))
     litellm_command = [args.litellm, "--config", str(config), "--port", str(ports["litellm"])]
-    litellm_command += ["--num_workers", str(args.litellm_workers)]
+    # Gunicorn: uvicorn's own supervisor kills workers that take over 5 s to start here.
+    litellm_command += ["--num_workers", str(args.litellm_workers), "--run_gunicorn"]
     processes.append(
         start(
             litellm_command,
             # A master key, and no database: LiteLLM checks it without a key table.
-            {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY},
+            {
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_MASTER_KEY": LITELLM_KEY,
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # offline: no fetch at start
+            },
         )
     )
     serve = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
