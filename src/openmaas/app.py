@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from openmaas import __version__
+from openmaas import __version__, tracing
 from openmaas.api import (
     admin,
     applications,
@@ -36,14 +36,23 @@ from openmaas.platform import Platform
 from openmaas.portal import install_portal
 from openmaas.settings import Settings
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 logger = logging.getLogger("openmaas")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The application; ``tracer_provider`` replaces the one ``OPENMAAS_OTEL_ENDPOINT`` sets up
+    (the tests give one with an in-memory exporter)."""
     platform = Platform.build(settings)
+    if tracer_provider is None and settings.otel_endpoint:
+        tracer_provider = tracing.provider_for(settings.otel_endpoint, settings.otel_service_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if tracer_provider is not None:
+            tracing.enable(tracer_provider)
         await platform.start()
         if settings.demo:
             from openmaas.demo import install_demo
@@ -54,6 +63,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await platform.stop()
+            if tracer_provider is not None:
+                tracing.disable()
+                tracer_provider.shutdown()  # sends the spans still waiting in the batch
 
     app = OpenMaaSApp(
         title="OpenMaaS",

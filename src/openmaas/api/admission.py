@@ -10,9 +10,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import Request, Response
 
+from openmaas import tracing
 from openmaas.access.gate import Admission
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.domain.usage import UsageEvent
@@ -34,6 +36,8 @@ class Call:
     started: float = 0.0
     streaming: bool = False
     """Set by a handler whose response streams: the stream records the usage when it ends."""
+    span: Any = None
+    """The request's trace span when tracing is on (``openmaas.tracing``)."""
 
 
 async def metered(
@@ -42,10 +46,40 @@ async def metered(
     call: Call,
     handle: Callable[[Call], Awaitable[Response]],
 ) -> Response:
+    if tracing.active is None:
+        return await _metered(platform, request, call, handle)
+    name, attributes = _request_attributes(request, call)
+    with tracing.request_span(name, request.headers, attributes) as root:
+        call.span = root
+        return await _metered(platform, request, call, handle)
+
+
+def _request_attributes(request: Request, call: Call) -> tuple[str, dict[str, Any]]:
+    operation = "predict" if call.protocol == "predict" else "infer"
+    return f"{operation} {call.model}", {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": "openmaas",
+        "gen_ai.request.model": call.model,
+        "openmaas.protocol": call.protocol,
+        "http.request.method": request.method,
+        "url.path": request.url.path,
+    }
+
+
+async def _metered(
+    platform: Platform,
+    request: Request,
+    call: Call,
+    handle: Callable[[Call], Awaitable[Response]],
+) -> Response:
     call.started = time.perf_counter()
     status = 500
     try:
-        call.admission = await platform.gate.admit(request.headers, call.model)
+        if call.span is None:
+            call.admission = await platform.gate.admit(request.headers, call.model)
+        else:
+            with tracing.span("openmaas.admission"):
+                call.admission = await platform.gate.admit(request.headers, call.model)
         response = await handle(call)
         status = response.status_code
         response.headers.update(call.admission.headers)
@@ -61,6 +95,8 @@ async def metered(
 
 async def finish(platform: Platform, request: Request, call: Call, status: int) -> None:
     """Record the call's usage and charge its tokens: once, when its answer is complete."""
+    if call.span is not None:
+        tracing.end(call.span, status, _outcome(call))
     if status == 401:
         return  # a caller we cannot name has no account to meter
     _record(platform, request, call, status, time.perf_counter() - call.started)
@@ -68,6 +104,24 @@ async def finish(platform: Platform, request: Request, call: Call, status: int) 
         await platform.gate.charge_tokens(
             call.admission, call.model, call.input_tokens, call.output_tokens
         )
+
+
+def _outcome(call: Call) -> dict[str, Any]:
+    """What a request turned out to be, for its span: who answered, for whom, with what."""
+    found: dict[str, Any] = {
+        "gen_ai.usage.input_tokens": call.input_tokens,
+        "gen_ai.usage.output_tokens": call.output_tokens,
+    }
+    if call.endpoint is not None:
+        deployment = call.endpoint.deployment
+        found["gen_ai.response.model"] = deployment.model_name
+        found["openmaas.endpoint"] = deployment.endpoint_name
+        found["openmaas.model.version"] = deployment.version
+    if call.admission is not None:
+        found["openmaas.plan"] = call.admission.plan or ""
+        if call.admission.application_id is not None:
+            found["openmaas.application.id"] = call.admission.application_id
+    return found
 
 
 def _record(platform: Platform, request: Request, call: Call, status: int, seconds: float) -> None:
@@ -141,7 +195,12 @@ async def dispatch(
             call.endpoint = endpoint
             return await run(call, endpoint)
 
-        response, destination = await platform.routing.execute(route, attempts, invoke)
+        if call.span is None:
+            response, destination = await platform.routing.execute(route, attempts, invoke)
+        else:
+            with tracing.span("openmaas.routing", {"openmaas.route": route.label}) as current:
+                response, destination = await platform.routing.execute(route, attempts, invoke)
+                current.set_attribute("openmaas.route.destination", destination)
         response.headers[ROUTE_HEADER] = destination
         return response
 

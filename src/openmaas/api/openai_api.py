@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from openmaas import tracing
 from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish
 from openmaas.api.deps import PlatformDep
 from openmaas.api.openai_schemas import (
@@ -27,6 +28,8 @@ from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRu
 from openmaas.serving.endpoints import Endpoint
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+# Runtime methods as OpenTelemetry's GenAI conventions name the operations.
+_OPERATIONS = {"chat": "chat", "complete": "text_completion", "embed": "embeddings"}
 
 
 def _endpoint(platform: Platform, model: str) -> Endpoint:
@@ -100,6 +103,8 @@ async def _answer(
     body = payload(parsed)
 
     async def run(call: Call, endpoint: Endpoint) -> Response:
+        if call.span is not None:
+            tracing.describe_generation(call.span, _OPERATIONS[method], parsed.model, body)
         if getattr(parsed, "stream", False):
             return await _stream(platform, request, call, endpoint, kind, method, parsed, body)
         timeout = endpoint.deployment.config.timeout_s

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from openmaas import tracing
 from openmaas.domain.errors import (
     BadGateway,
     BadRequest,
@@ -129,22 +130,58 @@ class UpstreamClient:
 
     async def request(self, method: str, path: str, body: Any = None) -> UpstreamResponse:
         data = orjson.dumps(body) if body is not None else None
+        headers = _JSON if data else None
+        if tracing.active is None:
+            return await self._request(method, path, data, headers)
+        with tracing.span("openmaas.upstream", self._attributes(method, path)) as current:
+            traced = {**(headers or {})}
+            tracing.inject(traced)
+            answer = await self._request(method, path, data, traced)
+            current.set_attribute("http.response.status_code", answer.status_code)
+            return answer
+
+    async def _request(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None
+    ) -> UpstreamResponse:
         async with (
             translated(self.endpoint),
-            self._session.request(
-                method, self._url(path), data=data, headers=_JSON if data else None
-            ) as response,
+            self._session.request(method, self._url(path), data=data, headers=headers) as response,
         ):
             return UpstreamResponse(response.status, await response.read(), dict(response.headers))
+
+    def _attributes(self, method: str, path: str) -> dict[str, Any]:
+        url = urlsplit(self.endpoint.base_url)
+        return {
+            "http.request.method": method,
+            "server.address": url.hostname or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+            "url.path": f"{url.path}{path}",
+        }
 
     @asynccontextmanager
     async def stream(self, path: str, body: Any) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streamed POST; failures while it is read are translated too."""
-        async with (
-            translated(self.endpoint),
-            self._session.post(self._url(path), data=orjson.dumps(body), headers=_JSON) as response,
-        ):
-            yield response
+        span = tracing.start("openmaas.upstream", self._attributes("POST", path))
+        headers = _JSON
+        if span is not None:
+            from opentelemetry import trace
+
+            headers = {**_JSON}
+            with trace.use_span(span, end_on_exit=False):
+                tracing.inject(headers)
+        try:
+            async with (
+                translated(self.endpoint),
+                self._session.post(
+                    self._url(path), data=orjson.dumps(body), headers=headers
+                ) as response,
+            ):
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status)
+                yield response
+        finally:
+            if span is not None:
+                span.end()
 
     async def aclose(self) -> None:
         await self._session.close()

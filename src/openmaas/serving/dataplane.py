@@ -10,8 +10,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from openmaas import tracing
 from openmaas.domain.errors import (
     GatewayTimeout,
     NotFound,
@@ -95,6 +96,18 @@ class DataPlane:
         *,
         protocol: str,
     ) -> Tensors:
+        if tracing.active is not None:
+            with tracing.span("openmaas.model", _model_attributes(endpoint)):
+                return await self._infer(endpoint, inputs, outputs, protocol)
+        return await self._infer(endpoint, inputs, outputs, protocol)
+
+    async def _infer(
+        self,
+        endpoint: Endpoint,
+        inputs: Tensors,
+        outputs: Sequence[str] | None,
+        protocol: str,
+    ) -> Tensors:
         if endpoint.closed:
             raise NotFound(f"no endpoint {endpoint.name!r} is deployed", code="endpoint_not_found")
         started = time.perf_counter()
@@ -136,6 +149,8 @@ class DataPlane:
             raise NotFound(f"no endpoint {endpoint.name!r} is deployed", code="endpoint_not_found")
         started = time.perf_counter()
         failure: str | None = "cancelled"
+        # Not made current: a stream's model span lasts past the request handler.
+        span = tracing.start("openmaas.model", _model_attributes(endpoint))
         endpoint.enter()
         try:
             async with endpoint.semaphore:
@@ -165,6 +180,10 @@ class DataPlane:
             raise
         finally:
             self._observe(endpoint, started, protocol, failure)
+            if span is not None:
+                if failure is not None:
+                    span.set_attribute("error.type", failure)
+                span.end()
 
     def _observe(
         self, endpoint: Endpoint, started: float, protocol: str, failure: str | None
@@ -189,3 +208,13 @@ def _load_failed(endpoint: Endpoint, exc: BaseException) -> ServiceUnavailable:
         code="model_load_failed",
         detail=detail,
     )
+
+
+def _model_attributes(endpoint: Endpoint) -> dict[str, Any]:
+    deployment = endpoint.deployment
+    return {
+        "openmaas.endpoint": deployment.endpoint_name,
+        "gen_ai.response.model": deployment.model_name,
+        "openmaas.model.version": deployment.version,
+        "openmaas.runtime": deployment.runtime,
+    }
