@@ -106,6 +106,15 @@ async def finish(platform: Platform, request: Request, call: Call, status: int) 
         )
 
 
+def _model_label(platform: Platform, call: Call) -> str:
+    """The model a request's metrics name: one that answered, or a known name; any other
+    name a caller sent is "other", so callers cannot make series without end."""
+    if call.endpoint is not None:
+        return call.endpoint.deployment.model_name
+    known = call.model in platform.serving.table.by_model or platform.routing.table.get(call.model)
+    return call.model if known else "other"
+
+
 def _outcome(call: Call) -> dict[str, Any]:
     """What a request turned out to be, for its span: who answered, for whom, with what."""
     found: dict[str, Any] = {
@@ -133,6 +142,14 @@ def _record(platform: Platform, request: Request, call: Call, status: int, secon
         who = platform.gate.attribute(request.headers)
         user_id, application_id, key_id = who.user_id, who.application_id, who.key_id
     endpoint = call.endpoint
+    platform.serving.metrics.count_request(
+        _model_label(platform, call),
+        (call.admission.plan if call.admission else None) or "none",
+        call.protocol,
+        status,
+        call.input_tokens,
+        call.output_tokens,
+    )
     platform.usage.record(
         UsageEvent(
             at=datetime.now(UTC),
