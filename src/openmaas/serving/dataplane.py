@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import (
     GatewayTimeout,
     NotFound,
@@ -26,6 +27,12 @@ from openmaas.serving.endpoints import Endpoint, EndpointTable
 from openmaas.serving.metrics import EndpointMeters, ServingMetrics
 
 RuntimeT = TypeVar("RuntimeT", bound=Runtime)
+
+
+def _recovered(endpoint: Endpoint) -> None:
+    """A model whose load failed (say, its bucket was away) has loaded on a request."""
+    endpoint.deployment.status = DeploymentStatus.ACTIVE
+    endpoint.deployment.error = None
 
 
 class DataPlane:
@@ -56,6 +63,8 @@ class DataPlane:
             entry = await self.cache.acquire(
                 key, endpoint.build_runtime, endpoint.size, endpoint.labels
             )
+            if endpoint.deployment.status is DeploymentStatus.FAILED:
+                _recovered(endpoint)
             runtime = entry.runtime
             try:
                 if not isinstance(runtime, TensorRuntime):
@@ -144,6 +153,8 @@ class DataPlane:
                         f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
                         code="model_load_failed",
                     ) from exc
+                if endpoint.deployment.status is DeploymentStatus.FAILED:
+                    _recovered(endpoint)
                 try:
                     if not isinstance(entry.runtime, kind):
                         raise Unprocessable(
