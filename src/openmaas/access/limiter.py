@@ -171,6 +171,7 @@ class Limiter:
             async with asyncio.timeout(_REDIS_TIMEOUT_S):
                 answered = bool(await self.storage.check())
         except Exception:
+            logger.debug("rate limit store health check failed", exc_info=True)
             answered = False
         if answered and self.degraded:
             self._recovered()

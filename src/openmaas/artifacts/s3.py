@@ -126,13 +126,12 @@ class S3Objects:
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         import obstore
-        from obstore.exceptions import NotFoundError
 
         try:
             result = await obstore.get_async(self.store, key)
             async for chunk in result.stream(min_chunk_size=CHUNK_BYTES):
                 yield bytes(chunk)
-        except NotFoundError as exc:
+        except FileNotFoundError as exc:  # obstore's NotFoundError
             raise ArtifactStoreUnavailable(
                 f"artifact {key!r} is missing from {self.location}"
             ) from exc
@@ -141,11 +140,10 @@ class S3Objects:
 
     async def size(self, key: str) -> int | None:
         import obstore
-        from obstore.exceptions import NotFoundError
 
         try:
             meta = await obstore.head_async(self.store, key)
-        except NotFoundError:
+        except FileNotFoundError:
             return None
         except Exception as exc:
             self._failed("find", key, exc)
