@@ -22,7 +22,7 @@ from openmaas.domain.errors import (
 )
 from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
-from openmaas.serving.cache import ModelCache
+from openmaas.serving.cache import CachedModel, ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
 from openmaas.serving.metrics import EndpointMeters, ServingMetrics
 
@@ -60,11 +60,7 @@ class DataPlane:
     ) -> Tensors:
         key = endpoint.cache_key
         try:
-            entry = await self.cache.acquire(
-                key, endpoint.build_runtime, endpoint.size, endpoint.labels
-            )
-            if endpoint.deployment.status is DeploymentStatus.FAILED:
-                _recovered(endpoint)
+            entry = await self._acquire(endpoint)
             runtime = entry.runtime
             try:
                 if not isinstance(runtime, TensorRuntime):
@@ -89,6 +85,31 @@ class DataPlane:
             raise Unprocessable(
                 f"the model failed on this input: {exc}", code="model_error"
             ) from exc
+
+    async def _acquire(self, endpoint: Endpoint) -> CachedModel:
+        """The endpoint's model, loaded now if it is not; a failed load marks the endpoint
+        failed (``/v2/models/{name}/ready`` says so) until a later one succeeds."""
+        try:
+            entry = await self.cache.acquire(
+                endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
+            )
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, OpenMaaSError)
+                else ServiceUnavailable(
+                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
+                    code="model_load_failed",
+                )
+            )
+            endpoint.deployment.status = DeploymentStatus.FAILED
+            endpoint.deployment.error = error.message
+            if error is exc:
+                raise
+            raise error from exc
+        if endpoint.deployment.status is DeploymentStatus.FAILED:
+            _recovered(endpoint)
+        return entry
 
     async def infer(
         self,
@@ -142,19 +163,7 @@ class DataPlane:
         endpoint.enter()
         try:
             async with endpoint.semaphore:
-                try:
-                    entry = await self.cache.acquire(
-                        endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
-                    )
-                except OpenMaaSError:
-                    raise
-                except Exception as exc:
-                    raise ServiceUnavailable(
-                        f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                        code="model_load_failed",
-                    ) from exc
-                if endpoint.deployment.status is DeploymentStatus.FAILED:
-                    _recovered(endpoint)
+                entry = await self._acquire(endpoint)
                 try:
                     if not isinstance(entry.runtime, kind):
                         raise Unprocessable(

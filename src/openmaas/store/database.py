@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -193,7 +194,8 @@ class Database:
         timeout: a migration may rightly take long.
         """
         if self.is_sqlite:
-            async with self.engine.connect() as connection:
+            # Processes sharing one SQLite file (workers) take turns through a file lock.
+            async with self._sqlite_migration_lock(), self.engine.connect() as connection:
                 await connection.run_sync(
                     lambda sync: command.upgrade(alembic_config(sync), "head")
                 )
@@ -225,6 +227,21 @@ class Database:
             raise
         finally:
             await engine.dispose()
+
+    @asynccontextmanager
+    async def _sqlite_migration_lock(self) -> AsyncIterator[None]:
+        path = self.url.split(":///", 1)[-1]
+        if not path or path == ":memory:":
+            yield
+            return
+        import fcntl
+
+        handle = await anyio.to_thread.run_sync(Path(f"{path}.migrate-lock").open, "a")
+        try:
+            await anyio.to_thread.run_sync(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+            yield
+        finally:
+            handle.close()  # releases the lock
 
     @staticmethod
     async def _lock_for_migration(connection: Any, wait_s: float) -> None:
