@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +26,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openmaas.app import create_app
 from openmaas.testing import FakeOpenAI
 from tests.accounts import Factory
-from tests.conftest import ADMIN_KEY
+from tests.conftest import ADMIN_KEY, make_settings
 from tests.models import classifier, skops_file
 from tests.proxy import TcpProxy
 from tests.servers import (
@@ -35,6 +37,7 @@ from tests.servers import (
     free_port,
     postgres_database,
     redis_or_skip,
+    running,
     unique_redis_prefix,
     wait_ready,
 )
@@ -85,6 +88,55 @@ def bucket() -> Iterator[Bucket]:
             yield found
     finally:
         server.stop()
+
+
+def test_a_local_store_moves_to_the_bucket_with_one_command(bucket: Bucket, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with (
+        running(create_app(make_settings(data_dir))) as server,
+        httpx.Client(base_url=server.url, headers=HEADERS, timeout=60) as admin,
+    ):
+        for seed in range(2):
+            path = skops_file(tmp_path, classifier(seed=seed), f"moved{seed}.skops")
+            register(admin, "moved", path)
+    target = f"s3://{BUCKET}/migrated"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OPENMAAS_", "AWS_"))},
+        **S3_ENV,
+        "OPENMAAS_DATA_DIR": str(data_dir),
+        "OPENMAAS_S3_ENDPOINT_URL": bucket.direct,
+    }
+    command = [sys.executable, "-m", "openmaas.cli", "artifacts", "migrate", "--to", target]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 copied, 0 already there, 0 failed" in done.stdout, done.stdout
+    assert f"OPENMAAS_ARTIFACT_URL={target}" in done.stdout
+    listing = bucket.client().list_objects_v2(Bucket=BUCKET, Prefix="migrated/")
+    keys = sorted(item["Key"] for item in listing["Contents"])
+    assert keys == ["migrated/moved/1/moved0.skops", "migrated/moved/2/moved1.skops"]
+    for key in keys:
+        body = bucket.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert body == (data_dir / "artifacts" / key.removeprefix("migrated/")).read_bytes()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert "0 copied, 2 already there, 0 failed" in again.stdout, again.stdout
+
+    # The platform now runs from the bucket: the old folder can go.
+    shutil.rmtree(data_dir / "artifacts")
+    settings = make_settings(
+        data_dir,
+        artifact_url=target,
+        s3_endpoint_url=bucket.direct,
+        s3_region="us-east-1",
+        s3_access_key_id="test",
+        s3_secret_access_key="test",
+    )
+    with (
+        running(create_app(settings)) as server,
+        httpx.Client(base_url=server.url, headers=HEADERS, timeout=60) as admin,
+    ):
+        deploy(admin, "moved", endpoint_name="moved", version="1")
+        answer = admin.post("/predict/moved", json={"input": [[1, 2, 3]]})
+        assert answer.status_code == 200, answer.text
 
 
 @dataclass
