@@ -293,3 +293,70 @@ def test_unreachable_database_at_startup_is_one_clear_line(entry: str, tmp_path:
     lines = [line for line in output.splitlines() if "cannot reach the database" in line]
     assert len(lines) == 1, output
     assert f"127.0.0.1:{closed}/none" in lines[0] and "secret" not in output
+
+
+async def _statement(database_url: str, statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def test_a_replica_that_does_not_migrate_waits_for_the_schema(tmp_path: Path) -> None:
+    """As on Kubernetes: replicas start with migrate_on_start off while a Job migrates."""
+    import asyncio
+
+    from openmaas.store.database import head_revisions
+
+    with postgres_database() as database_url:
+        port = free_port()
+        env = _environment(
+            database_url=database_url,
+            data_dir=str(tmp_path / "replica"),
+            migrate_on_start="false",
+            startup_wait_seconds="120",
+            admin_key=ADMIN_KEY,
+            log_level="warning",
+        )
+        command = [sys.executable, "-m", "openmaas.cli", "serve", "--port", str(port)]
+        replica = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            time.sleep(3)
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"{url}/readyz")  # not serving: the schema is not there yet
+            assert replica.poll() is None
+            job = _environment(database_url=database_url, data_dir=str(tmp_path / "job"))
+            upgrade = [sys.executable, "-m", "openmaas.cli", "db", "upgrade"]
+            done = subprocess.run(upgrade, env=job, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr
+            with httpx.Client(base_url=url, timeout=30) as probe:
+                deadline = time.monotonic() + 120
+                while True:
+                    assert replica.poll() is None, replica.stdout.read() if replica.stdout else ""
+                    try:
+                        if probe.get("/readyz").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert time.monotonic() < deadline, "the replica never became ready"
+                    time.sleep(0.2)
+                # A schema behind the code (a rollback, a half-done upgrade) is not ready.
+                (head,) = head_revisions()
+                behind = "UPDATE alembic_version SET version_num = '0001'"
+                asyncio.run(_statement(database_url, behind))
+                ready = probe.get("/readyz")
+                assert ready.status_code == 503
+                assert "schema" in ready.json()["checks"]["database"]
+                asyncio.run(
+                    _statement(database_url, f"UPDATE alembic_version SET version_num = '{head}'")
+                )
+                assert probe.get("/readyz").status_code == 200
+        finally:
+            replica.terminate()
+            replica.communicate(timeout=60)
