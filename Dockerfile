@@ -26,10 +26,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     OPENMAAS_HOST=0.0.0.0 \
     OPENMAAS_PORT=8000 \
     OPENMAAS_DATA_DIR=/var/lib/openmaas
+# Group 0 may write the data directory: OpenShift runs images as an arbitrary user in it.
 RUN groupadd --system --gid 10001 openmaas \
     && useradd --system --uid 10001 --gid openmaas --home-dir /var/lib/openmaas openmaas \
     && mkdir -p /var/lib/openmaas \
-    && chown openmaas:openmaas /var/lib/openmaas
+    && chown openmaas:0 /var/lib/openmaas \
+    && chmod g=u /var/lib/openmaas
 # The editable install points at /app/src: both keep the paths they had when built.
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
