@@ -120,8 +120,9 @@ def _local_port(response: httpx.Response) -> int:
 
 
 def test_database_down_management_503_inference_answers_readiness_follows(
-    guarded: Guarded,
+    guarded: Guarded, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="openmaas")
     with httpx.Client(base_url=guarded.url, timeout=30) as probe:
         assert _wait_ready(probe).json()["status"] == "ready"
     key = {"Authorization": f"Bearer {guarded.limited_key}"}
@@ -159,6 +160,12 @@ def test_database_down_management_503_inference_answers_readiness_follows(
                 assert probe.get("/v2/health/ready").json()["ready"] is False
                 for path in ("/healthz", "/health/live", "/v2/health/live"):
                     assert probe.get(path).status_code == 200
+            # The background jobs tick every 0.5-1 s; each logs the outage once.
+            time.sleep(2.5)
+            outage = [r for r in caplog.records if "unreachable" in r.getMessage()]
+            jobs = {r.getMessage().split(":")[0] for r in outage}
+            assert len(outage) == len(jobs), [r.getMessage() for r in outage]
+            assert not any(r.exc_info for r in outage)
         finally:
             guarded.database.up()
         with httpx.Client(base_url=guarded.url, timeout=30) as probe:

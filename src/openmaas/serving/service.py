@@ -70,7 +70,7 @@ class ServingService:
         self._syncer.start()
 
     def startup_loads(self) -> tuple[int, int]:
-        """(still loading, failed) among the deployments loaded when the process started."""
+        """(still loading of those loaded at start, failed among all deployments here)."""
         loading = sum(1 for task in self._startup if not task.done())
         failed = sum(
             1
