@@ -367,3 +367,62 @@ def test_a_replica_that_does_not_migrate_waits_for_the_schema(tmp_path: Path) ->
         finally:
             replica.terminate()
             replica.communicate(timeout=60)
+
+
+GATED_MODEL = """
+import os
+import time
+
+import numpy as np
+
+
+class Gated:
+    signature = {{
+        "inputs": [{{"name": "x", "datatype": "FP64", "shape": [-1, 1]}}],
+        "outputs": [{{"name": "y", "datatype": "FP64", "shape": [-1]}}],
+    }}
+
+    def load(self):
+        deadline = time.monotonic() + 60
+        while not os.path.exists({gate!r}) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def predict(self, x):
+        return np.asarray(x, dtype=float).reshape(len(x))
+"""
+
+
+def test_readiness_waits_for_the_deployments_loaded_at_start(tmp_path: Path) -> None:
+    from tests.servers import running
+    from tests.serving.helpers import register
+
+    gate = tmp_path / "gate"
+    gate.touch()
+    source = tmp_path / "gated.py"
+    source.write_text(GATED_MODEL.format(gate=str(gate)))
+    settings = make_settings(tmp_path / "data")
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with (
+        running(create_app(settings)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
+    ):
+        register(client, "gated", source, allow_code="true")
+        deploy(client, "gated", endpoint_name="gated")
+    gate.unlink()  # the next start's load waits for it
+    with (
+        running(create_app(settings)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
+    ):
+        for path in ("/readyz", "/v2/health/ready"):
+            waiting = client.get(path)
+            assert waiting.status_code == 503, waiting.text
+        checks = client.get("/readyz").json()["checks"]
+        assert checks["models"].startswith("loading 1"), checks
+        assert checks["database"] == "ok" and checks["lifecycle"] == "running"
+        assert client.get("/healthz").status_code == 200
+        state = client.get("/v2/models/gated/ready")
+        assert state.status_code == 503 and "loading" in state.json()["error"]
+        gate.touch()
+        ready = _wait_ready(client)
+        assert ready.json()["checks"]["models"] == "ok"
+        assert client.get("/v2/models/gated/ready").json()["state"] == "loaded"

@@ -53,6 +53,9 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def is_loading(self, key: CacheKey) -> bool:
+        return key in self._loading
+
     def loaded(self, key: CacheKey) -> Runtime | None:
         """The runtime loaded for ``key`` in this process, if it is."""
         entry = self._entries.get(key)

@@ -93,10 +93,10 @@ class ServingService:
         if runtime is not None:
             return ("loaded", None) if runtime.ready else ("unready", "the runtime is not ready")
         status = endpoint.deployment.status
+        if status is DeploymentStatus.DEPLOYING or self.cache.is_loading(endpoint.cache_key):
+            return "loading", None
         if status is DeploymentStatus.FAILED:
             return "failed", endpoint.deployment.error
-        if status is DeploymentStatus.DEPLOYING:
-            return "loading", None
         return "available", None
 
     async def wait_idle(self, timeout_s: float) -> None:
