@@ -422,7 +422,7 @@ class Balancer:
         self._thread.start()
 
     def _poll(self) -> None:
-        with httpx.Client(timeout=2) as client:
+        with httpx.Client(timeout=5) as client:
             while not self._stop.is_set():
                 for replica in self.replicas:
                     try:
@@ -436,8 +436,11 @@ class Balancer:
                 time.sleep(0.1)
 
     def pick(self, turn: int) -> Replica:
-        ready = [r for r in self.replicas if self.ready[r.name]]
-        assert ready, "no replica is ready"
+        deadline = time.monotonic() + 10
+        while not (ready := [r for r in self.replicas if self.ready[r.name]]):
+            # A probe slowed down by a busy machine: wait for the next round.
+            assert time.monotonic() < deadline, "no replica is ready"
+            time.sleep(0.05)
         return ready[turn % len(ready)]
 
     def close(self) -> None:
