@@ -40,6 +40,7 @@ def _banner(settings: Settings, demo: object | None, workers: int) -> None:
         f"[bold]OpenMaaS[/bold] is starting at [link={url}]{url}[/link]",
         f"API docs:      {url}/docs",
         f"Database:      {settings.database_url.split('@')[-1]}",
+        f"Artifacts:     {settings.artifact_url or settings.data_dir.resolve() / 'artifacts'}",
     ]
     if workers > 1 and not settings.redis_url:
         lines.append(
