@@ -309,6 +309,9 @@ def test_registered_on_one_replica_served_by_the_other(cluster: Cluster, tmp_pat
     # B fetched the artifact into its cache, keyed by SHA-256; neither keeps a local store.
     cached = b.data_dir / "artifact-cache" / sha[:2] / sha / "shared_classifier.skops"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
+    # A kept what it uploaded: it never downloads its own uploads.
+    kept = a.data_dir / "artifact-cache" / sha[:2] / sha / "shared_classifier.skops"
+    assert kept.read_bytes() == path.read_bytes()
     assert not (a.data_dir / "artifacts").exists() and not (b.data_dir / "artifacts").exists()
     state = b.client.get("/v2/models/shared_classifier/ready").json()
     assert state == {"name": "shared_classifier", "ready": True, "state": "loaded"}
