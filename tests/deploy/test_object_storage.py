@@ -168,7 +168,9 @@ def _serve(name: str, env: dict[str, str], data_dir: Path, **settings: str) -> R
         command, env=values, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, headers=HEADERS, timeout=60)
+    # Generous: a replica's first upload or load imports scikit-learn, which takes half a
+    # minute in a fresh process on a busy two-core machine.
+    client = httpx.Client(base_url=url, headers=HEADERS, timeout=180)
     return Replica(name, process, url, data_dir, client)
 
 
