@@ -26,10 +26,17 @@ HEAVY = (
     "openmaas.settings",
     "openmaas.client",
     "openmaas.platform",
+    "openmaas.artifacts",
+    "openmaas.store",
+    "obstore",
+    "opentelemetry",
 )
 COMMANDS = [
     [],
     ["serve"],
+    ["health"],
+    ["artifacts"],
+    ["artifacts", "migrate"],
     ["deploy"],
     ["undeploy"],
     ["deployments"],

@@ -263,10 +263,11 @@ class AccessGate:
                 await users_repo.touch_keys(session=session, last_used=pending)
                 await session.commit()
         except Exception:
-            # Keep the times for the next try, unless a newer use replaced them.
+            # Keep the times for the next try, unless a newer use replaced them; the
+            # periodic job logs an outage once, when it starts.
             for key_id, at in pending.items():
                 self._last_used.setdefault(key_id, at)
-            logger.warning("could not write keys' last-used times", exc_info=True)
+            raise
 
     async def start(self) -> None:
         if not self.limiter.shared:
@@ -275,5 +276,8 @@ class AccessGate:
 
     async def stop(self) -> None:
         await self._flusher.stop()
-        await self.flush_last_used()
+        try:
+            await self.flush_last_used()
+        except Exception as exc:
+            logger.error("keys' last-used times could not be written: %s", exc)
         await self.limiter.close()

@@ -3,7 +3,10 @@
 Fixed windows, because their counters are single atomic increments (INCRBY in Redis):
 with N allowed, exactly N concurrent hits succeed however many workers share the store.
 Every failure of the store surfaces as ``ServiceUnavailable``: when the counters cannot be
-read the gate refuses rather than letting unlimited traffic through.
+read the gate refuses rather than letting unlimited traffic through, unless the operator
+chose to fail open (``limits_fail_open``): then requests are admitted uncounted until the
+store answers again. Either way an outage is logged once when it starts and once when it
+ends, and ``degraded`` says so (readiness reports it).
 
 A hit is one increment: the count it returns gives what remains, and a window's reset
 time, read when the window starts, is remembered until it passes. With Redis that is one
@@ -12,6 +15,8 @@ round trip per window instead of three on every request.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -28,7 +33,11 @@ from limits.aio.strategies import FixedWindowRateLimiter
 
 from openmaas.domain.errors import ServiceUnavailable
 
+logger = logging.getLogger("openmaas.access")
+
 _REDIS_CONNECTIONS = 64
+# Redis answers in well under a millisecond; one that takes seconds is down or hanging.
+_REDIS_TIMEOUT_S = 2.0
 # Remembered reset times are forgotten wholesale past this many (applications x windows).
 _MAX_RESETS = 100_000
 _WINDOWS: dict[str, tuple[type[RateLimitItem], int]] = {
@@ -54,8 +63,11 @@ class WindowState:
 
 
 class Limiter:
-    def __init__(self, redis_url: str | None, *, prefix: str) -> None:
+    def __init__(self, redis_url: str | None, *, prefix: str, fail_open: bool = False) -> None:
         self.shared = bool(redis_url)
+        self.fail_open = fail_open
+        self.degraded = False
+        """The shared store failed on its last use and has not answered since."""
         storage: Storage
         if redis_url:
             from redis.asyncio import BlockingConnectionPool
@@ -63,7 +75,11 @@ class Limiter:
             # A bounded pool that makes callers wait for a connection: the default pool
             # refuses outright once full, which under a burst would turn into 503s.
             pool = BlockingConnectionPool.from_url(
-                redis_url, max_connections=_REDIS_CONNECTIONS, timeout=10
+                redis_url,
+                max_connections=_REDIS_CONNECTIONS,
+                timeout=10,
+                socket_connect_timeout=_REDIS_TIMEOUT_S,
+                socket_timeout=_REDIS_TIMEOUT_S,
             )
             storage = RedisStorage(
                 f"async+{redis_url}",
@@ -103,7 +119,10 @@ class Limiter:
                     self._resets.clear()
                 self._resets[key] = reset_at
         except Exception as exc:
-            raise _unavailable() from exc
+            self._failed(exc)
+            return True, WindowState(amount, amount, time.time() + 1)
+        if self.degraded:
+            self._recovered()
         return count <= amount, WindowState(amount, max(0, amount - count), reset_at)
 
     async def exhausted(self, amount: int, window: str, *ids: str) -> WindowState | None:
@@ -114,7 +133,8 @@ class Limiter:
                 return None
             stats = await self._strategy.get_window_stats(item, *ids)
         except Exception as exc:
-            raise _unavailable() from exc
+            self._failed(exc)
+            return None
         return WindowState(amount, 0, stats.reset_time)
 
     async def charge(self, amount: int, window: str, cost: int, *ids: str) -> None:
@@ -124,7 +144,41 @@ class Limiter:
         try:
             await self._strategy.hit(self._item(amount, window), *ids, cost=cost)
         except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Where a store error becomes ``limits_unavailable``, or, failing open, nothing."""
+        if not self.degraded:
+            self.degraded = True
+            action = (
+                "admitting requests without counting them (limits_fail_open)"
+                if self.fail_open
+                else "refusing keys with limits (503) until it answers"
+            )
+            logger.warning("the rate limit store is unreachable (%r): %s", exc, action)
+        if not self.fail_open:
             raise _unavailable() from exc
+
+    def _recovered(self) -> None:
+        self.degraded = False
+        logger.warning("the rate limit store answers again")
+
+    async def check(self) -> bool:
+        """Whether the shared store answers now (always True in memory)."""
+        if not self.shared:
+            return True
+        try:
+            async with asyncio.timeout(_REDIS_TIMEOUT_S):
+                answered = bool(await self.storage.check())
+        except Exception:
+            logger.debug("rate limit store health check failed", exc_info=True)
+            answered = False
+        if answered and self.degraded:
+            self._recovered()
+        elif not answered and not self.degraded:
+            self.degraded = True
+            logger.warning("the rate limit store is unreachable (health check)")
+        return answered
 
     async def close(self) -> None:
         timer = getattr(self.storage, "timer", None)

@@ -31,6 +31,9 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
 }
 
+# A dependency that is down: its component logs the outage once, not every request it fails.
+_OUTAGES = frozenset({"database_unavailable", "limits_unavailable", "artifact_store_unavailable"})
+
 
 def _kserve_v1(path: str) -> bool:
     """KServe V1's inference paths, which share ``/v1`` with OpenAI's API."""
@@ -73,7 +76,7 @@ def error_response(
 async def openmaas_error(request: Request, exc: Exception) -> JSONResponse:
     """The response for one of our errors; also used by the inference hot path."""
     assert isinstance(exc, OpenMaaSError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and exc.code not in _OUTAGES:
         logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
     return error_response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 

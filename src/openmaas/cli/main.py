@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmaas.cli import db, deployments, models, routes, serve
+from openmaas.cli import artifacts, db, deployments, health, models, routes, serve
 
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
@@ -14,12 +14,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("health")(health.health)
 app.command("deploy")(deployments.deploy)
 app.command("undeploy")(deployments.undeploy)
 app.command("deployments")(deployments.deployments)
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(routes.app, name="routes")
+app.add_typer(artifacts.app, name="artifacts")
 
 
 def main() -> None:

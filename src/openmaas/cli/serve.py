@@ -39,6 +39,7 @@ def banner(settings: Settings, demo: object | None, workers: int) -> list[str]:
         f"OpenMaaS is starting at {url}",
         f"API docs:      {url}/docs",
         f"Database:      {settings.database_url.split('@')[-1]}",
+        f"Artifacts:     {settings.artifact_url or settings.data_dir.resolve() / 'artifacts'}",
     ]
     if workers > 1 and not settings.redis_url:
         lines.append(
@@ -94,13 +95,18 @@ def serve(
     import uvicorn
 
     from openmaas.settings import Settings
+    from openmaas.store.database import DatabaseUnavailable
 
     overrides: dict[str, object] = {"demo": demo}
     for field, value in (("host", host), ("port", port), ("data_dir", data_dir)):
         if value is not None:
             overrides[field] = value
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    credentials = asyncio.run(_prepare(settings))
+    try:
+        credentials = asyncio.run(_prepare(settings))
+    except DatabaseUnavailable as exc:
+        console().print(f"[red]OpenMaaS cannot start: {exc.message}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
     _print_banner(banner(settings, credentials, workers))
     if workers > 1:
         _pool_metrics(settings.data_dir.resolve() / "metrics")
@@ -119,6 +125,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        # In-flight requests and streams get this long once a stop begins (shutdown.py).
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
 
 

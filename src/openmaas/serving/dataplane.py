@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from openmaas import tracing
+from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import (
     GatewayTimeout,
     NotFound,
@@ -23,11 +24,17 @@ from openmaas.domain.errors import (
 from openmaas.incidents import reported
 from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
-from openmaas.serving.cache import ModelCache
+from openmaas.serving.cache import CachedModel, ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
 from openmaas.serving.metrics import EndpointMeters, ServingMetrics
 
 RuntimeT = TypeVar("RuntimeT", bound=Runtime)
+
+
+def _recovered(endpoint: Endpoint) -> None:
+    """A model whose load failed (say, its bucket was away) has loaded on a request."""
+    endpoint.deployment.status = DeploymentStatus.ACTIVE
+    endpoint.deployment.error = None
 
 
 class DataPlane:
@@ -53,18 +60,8 @@ class DataPlane:
     async def _run(
         self, endpoint: Endpoint, inputs: Tensors, outputs: Sequence[str] | None
     ) -> Tensors:
-        key = endpoint.cache_key
         try:
-            try:
-                entry = await self.cache.acquire(
-                    key, endpoint.build_runtime, endpoint.size, endpoint.labels
-                )
-            except OpenMaaSError as exc:
-                if exc.status_code >= 500:
-                    raise  # ours, already told without details (an upstream that is down)
-                raise _load_failed(endpoint, exc) from exc
-            except Exception as exc:
-                raise _load_failed(endpoint, exc) from exc
+            entry = await self._acquire(endpoint)
             runtime = entry.runtime
             try:
                 if not isinstance(runtime, TensorRuntime):
@@ -87,6 +84,28 @@ class DataPlane:
                 code="model_error",
                 detail=f"{endpoint.name}: {exc!r}",
             ) from exc
+
+    async def _acquire(self, endpoint: Endpoint) -> CachedModel:
+        """The endpoint's model, loaded now if it is not; a failed load marks the endpoint
+        failed (``/v2/models/{name}/ready`` says so) until a later one succeeds."""
+        try:
+            entry = await self.cache.acquire(
+                endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
+            )
+        except Exception as exc:
+            # A failure of ours already told without details (an upstream that is down)
+            # passes as it is; anything else is told without paths or library text.
+            ours = isinstance(exc, OpenMaaSError) and exc.status_code >= 500
+            error = exc if ours else _load_failed(endpoint, exc)
+            assert isinstance(error, OpenMaaSError)
+            endpoint.deployment.status = DeploymentStatus.FAILED
+            endpoint.deployment.error = error.message
+            if error is exc:
+                raise
+            raise error from exc
+        if endpoint.deployment.status is DeploymentStatus.FAILED:
+            _recovered(endpoint)
+        return entry
 
     async def infer(
         self,
@@ -154,16 +173,7 @@ class DataPlane:
         endpoint.enter()
         try:
             async with endpoint.semaphore:
-                try:
-                    entry = await self.cache.acquire(
-                        endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
-                    )
-                except OpenMaaSError as exc:
-                    if exc.status_code >= 500:
-                        raise
-                    raise _load_failed(endpoint, exc) from exc
-                except Exception as exc:
-                    raise _load_failed(endpoint, exc) from exc
+                entry = await self._acquire(endpoint)
                 try:
                     if not isinstance(entry.runtime, kind):
                         raise Unprocessable(
