@@ -36,7 +36,7 @@ def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_ready(process, url, timeout=240)  # the demo trains and builds its models first
+        wait_ready(process, url, timeout=300)  # the demo loads its language models first
         key = (tmp_path / "demo-admin-key").read_text().strip()
         models = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"}).json()
         names = {m["name"]: m for m in models["models"]}
