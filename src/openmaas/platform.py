@@ -10,12 +10,12 @@ from openmaas.access import (
     AccountService,
     ApplicationService,
     AuditLog,
-    Limiter,
     OidcClient,
     PlanService,
     SessionCodec,
     SnapshotStore,
 )
+from openmaas.access.limiter import make_limiter
 from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore
 from openmaas.metering import Billing, UsageQueries, UsageRecorder
@@ -53,7 +53,11 @@ class Platform:
         snapshots = SnapshotStore(db, refresh_seconds=settings.access_refresh_seconds)
         sessions = SessionCodec(session_secret(settings), max_age=settings.session_max_age)
         access = AccessService(db, snapshots, sessions, admin_key=settings.admin_key)
-        limiter = Limiter(settings.redis_url, prefix=settings.redis_prefix)
+        limiter = make_limiter(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            reservation_ttl=settings.reservation_ttl_seconds,
+        )
         registry = RegistryService(db, artifacts)
         serving = ServingService(
             db,

@@ -1,0 +1,265 @@
+"""The limiter shared by every worker and replica: counters in Redis, one script per step.
+
+Each counter is a hash (``s``: its window's start, ``u``: used, ``h``: held by
+reservations, in milliseconds and units) and a sorted set of its reservations
+(``<id>:<amount>``, scored by expiry). The scripts are registered once and called with
+EVALSHA (loaded again if Redis forgets them), so a request costs one round trip however
+many limits apply; Redis runs a script alone, which makes "all windows or none" atomic
+across processes. Time is Redis' own clock, the same for every replica.
+
+Every failure surfaces as ``ServiceUnavailable``: when the counters cannot be reached the
+gate refuses rather than letting unlimited traffic through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from openmaas.access.limiter import (
+    Counter,
+    Demand,
+    Hold,
+    Limiter,
+    Outcome,
+    WindowState,
+    needs,
+    unavailable,
+)
+from openmaas.domain.plans import Metric
+
+_CONNECTIONS = 64
+
+# KEYS: per counter, its hash and its reservations. ARGV: id, input tokens, wanted output,
+# least output, reservation ms, counters; then per counter: metric, limit, window ms, fixed
+# start ms (0: the window opens with its first use).
+# Reply: {1, allowance, then per counter: remaining, window end, window start}, or
+# {0, failed counter (1-based), remaining, window end}.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local input = tonumber(ARGV[2])
+local allowance = tonumber(ARGV[3])
+local least = tonumber(ARGV[4])
+if allowance <= 0 then least = 0 end
+local ttl = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
+local frees, starts, ends = {}, {}, {}
+for i = 1, n do
+  local base = 6 + (i - 1) * 4
+  local metric = tonumber(ARGV[base + 1])
+  local limit = tonumber(ARGV[base + 2])
+  local span = tonumber(ARGV[base + 3])
+  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
+  local state = redis.call('HMGET', counter, 's', 'u', 'h')
+  local start = tonumber(state[1])
+  local used, holding = 0, 0
+  if start then
+    used = tonumber(state[2]) or 0
+    holding = tonumber(state[3]) or 0
+    if holding > 0 then
+      local expired = redis.call('ZRANGEBYSCORE', held, '-inf', now)
+      if #expired > 0 then
+        local freed = 0
+        for _, member in ipairs(expired) do
+          freed = freed + tonumber(string.match(member, ':(%d+)$'))
+        end
+        redis.call('ZREMRANGEBYSCORE', held, '-inf', now)
+        holding = holding - freed
+        redis.call('HSET', counter, 'h', holding)
+      end
+    end
+  else
+    start = tonumber(ARGV[base + 4])
+    if start == 0 then start = now end
+  end
+  local free = limit - used - holding
+  local ok
+  if metric == 0 then
+    ok = free >= 1
+  elseif metric == 1 then
+    ok = free >= input
+  elseif metric == 2 then
+    ok = free >= least
+    if free < allowance then allowance = free end
+  else
+    ok = free >= input + least
+    if free - input < allowance then allowance = free - input end
+  end
+  if not ok then
+    if free < 0 then free = 0 end
+    return {0, i, free, start + span}
+  end
+  frees[i], starts[i], ends[i] = free, start, start + span
+end
+if allowance < 0 then allowance = 0 end
+local out = {1, allowance}
+for i = 1, n do
+  local metric = tonumber(ARGV[6 + (i - 1) * 4 + 1])
+  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
+  local amount
+  if metric == 0 then amount = 1
+  elseif metric == 1 then amount = input
+  elseif metric == 2 then amount = allowance
+  else amount = input + allowance end
+  if redis.call('HSETNX', counter, 's', starts[i]) == 1 then
+    redis.call('PEXPIREAT', counter, ends[i])
+  end
+  if metric == 0 then
+    redis.call('HINCRBY', counter, 'u', 1)
+  elseif amount > 0 then
+    redis.call('HINCRBY', counter, 'h', amount)
+    redis.call('ZADD', held, now + ttl, id .. ':' .. amount)
+    redis.call('PEXPIREAT', held, ends[i])
+  end
+  out[#out + 1] = frees[i] - amount
+  out[#out + 1] = ends[i]
+  out[#out + 1] = starts[i]
+end
+return out
+"""
+
+# KEYS as above, for the hold's counters. ARGV: id, input used, output used, counters;
+# then per counter: metric, amount held, window start.
+_SETTLE = """
+local id = ARGV[1]
+local input = tonumber(ARGV[2])
+local output = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+for i = 1, n do
+  local base = 4 + (i - 1) * 3
+  local metric = tonumber(ARGV[base + 1])
+  local amount = ARGV[base + 2]
+  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
+  if tonumber(redis.call('HGET', counter, 's')) == tonumber(ARGV[base + 3]) then
+    if redis.call('ZREM', held, id .. ':' .. amount) == 1 then
+      redis.call('HINCRBY', counter, 'h', -tonumber(amount))
+    end
+    local spent = input + output
+    if metric == 1 then spent = input elseif metric == 2 then spent = output end
+    if spent > 0 then redis.call('HINCRBY', counter, 'u', spent) end
+  end
+end
+return 1
+"""
+
+# KEYS as above. ARGV: id, reservation ms, counters; then per counter: amount, start.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local base = 3 + (i - 1) * 2
+  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
+  if tonumber(redis.call('HGET', counter, 's')) == tonumber(ARGV[base + 2]) then
+    redis.call('ZADD', held, 'XX', now + tonumber(ARGV[2]), ARGV[1] .. ':' .. ARGV[base + 1])
+  end
+end
+return 1
+"""
+
+# KEYS: one counter's hash. ARGV: amount, window ms, fixed start ms (0: now).
+_ADD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not redis.call('HGET', KEYS[1], 's') then
+  local start = tonumber(ARGV[3])
+  if start == 0 then start = now end
+  redis.call('HSET', KEYS[1], 's', start)
+  redis.call('PEXPIREAT', KEYS[1], start + tonumber(ARGV[2]))
+end
+redis.call('HINCRBY', KEYS[1], 'u', ARGV[1])
+return 1
+"""
+
+
+def _ms(seconds: float | None) -> int:
+    return round(seconds * 1000) if seconds else 0
+
+
+class RedisLimiter(Limiter):
+    shared = True
+
+    def __init__(self, url: str, *, prefix: str, reservation_ttl: float) -> None:
+        super().__init__(reservation_ttl=reservation_ttl)
+        from redis.asyncio import BlockingConnectionPool, Redis
+
+        # A bounded pool that makes callers wait for a connection: the default pool
+        # refuses outright once full, which under a burst would turn into 503s.
+        pool = BlockingConnectionPool.from_url(url, max_connections=_CONNECTIONS, timeout=10)
+        self.client = Redis(connection_pool=pool)
+        self.prefix = f"{prefix}:limits:"
+        self._acquire = self.client.register_script(_ACQUIRE)
+        self._settle = self.client.register_script(_SETTLE)
+        self._renew = self.client.register_script(_RENEW)
+        self._add = self.client.register_script(_ADD)
+        self._ttl_ms = _ms(reservation_ttl)
+
+    def _keys(self, counters: Sequence[Counter]) -> list[str]:
+        keys = []
+        for counter in counters:
+            key = self.prefix + counter.key
+            keys.append(key)
+            keys.append(key + ":held")
+        return keys
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except Exception as exc:
+            raise unavailable() from exc
+
+    async def acquire(self, counters: Sequence[Counter], demand: Demand) -> Outcome:
+        hold_id = self._new_id()
+        args: list[Any] = [
+            hold_id,
+            demand.input_tokens,
+            demand.output_tokens,
+            demand.least_output,
+            self._ttl_ms,
+            len(counters),
+        ]
+        for counter in counters:
+            args += (int(counter.metric), counter.limit, _ms(counter.span), _ms(counter.start))
+        reply = await self._call(self._acquire, self._keys(counters), args)
+        if reply[0] == 0:
+            index = int(reply[1]) - 1
+            state = WindowState(counters[index].limit, int(reply[2]), int(reply[3]) / 1000)
+            return Outcome(False, 0, (state,), failed=index)
+        allowance = int(reply[1])
+        states = []
+        held: list[tuple[Counter, float]] = []
+        for i, counter in enumerate(counters):
+            remaining, end, start = reply[2 + 3 * i : 5 + 3 * i]
+            states.append(WindowState(counter.limit, int(remaining), int(end) / 1000))
+            if counter.metric is not Metric.REQUESTS:
+                held.append((counter, float(start)))
+        hold = None
+        if held:
+            hold = Hold(
+                hold_id,
+                tuple(counter for counter, _start in held),
+                tuple(needs(counter.metric, demand, allowance) for counter, _start in held),
+                tuple(start for _counter, start in held),
+            )
+        return Outcome(True, allowance, tuple(states), hold)
+
+    async def settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> None:
+        args: list[Any] = [hold.id, input_tokens, output_tokens, len(hold.counters)]
+        for counter, amount, start in zip(hold.counters, hold.amounts, hold.starts, strict=True):
+            args += (int(counter.metric), amount, int(start))
+        await self._call(self._settle, self._keys(hold.counters), args)
+
+    async def renew(self, hold: Hold) -> None:
+        args: list[Any] = [hold.id, self._ttl_ms, len(hold.counters)]
+        for amount, start in zip(hold.amounts, hold.starts, strict=True):
+            args += (amount, int(start))
+        await self._call(self._renew, self._keys(hold.counters), args)
+
+    async def add(self, counter: Counter, amount: int) -> None:
+        key = self.prefix + counter.key
+        await self._call(self._add, [key], [amount, _ms(counter.span), _ms(counter.start)])
+
+    async def close(self) -> None:
+        await self.client.aclose(close_connection_pool=True)
