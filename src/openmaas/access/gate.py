@@ -153,9 +153,8 @@ def _limited(limit: Limit, state: WindowState, demand: Demand | None) -> RateLim
     """The 429 for a limit that cannot give what the request needs."""
     retry = state.reset_after
     remaining = max(0, state.remaining)
-    words = limit.name.replace("_", " ")
     if limit.metric is Metric.REQUESTS:
-        message = f"{words} limit of {limit.amount} reached"
+        message = f"{limit.name} limit of {limit.amount} reached"
     else:
         prompt = demand.input_tokens if demand else 0
         least = demand.least_output if demand and demand.output_tokens > 0 else 0
@@ -165,7 +164,7 @@ def _limited(limit: Limit, state: WindowState, demand: Demand | None) -> RateLim
             Metric.TOTAL_TOKENS: prompt + least,
         }[limit.metric]
         message = (
-            f"{words} limit of {limit.amount} reached: {remaining} left, "
+            f"{limit.name} limit of {limit.amount} reached: {remaining} tokens left, "
             f"the request needs at least {needed}"
         )
     unit = "" if limit.metric is Metric.REQUESTS else ';openmaas-unit="tokens"'
