@@ -36,11 +36,16 @@ def wrk(
     url: str, body: Any, *, concurrency: int, seconds: int, headers: dict[str, str] | None = None
 ) -> dict[str, float]:
     """Requests per second, p50 and p99 in ms, and non-2xx answers of one wrk run."""
-    script = Path(tempfile.mkdtemp()) / "post.lua"
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     lines.append('wrk.headers["Content-Type"] = "application/json"')
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()]
-    script.write_text("\n".join(lines) + "\n")
+    return wrk_lua(url, "\n".join(lines), concurrency=concurrency, seconds=seconds)
+
+
+def wrk_lua(url: str, lua: str, *, concurrency: int, seconds: int) -> dict[str, float]:
+    """One wrk run driven by a Lua script (for requests that vary, such as their path)."""
+    script = Path(tempfile.mkdtemp()) / "requests.lua"
+    script.write_text(lua + "\n")
     threads = 1 if concurrency < 4 else 2
     command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency"]
     output = subprocess.run(

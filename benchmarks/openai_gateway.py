@@ -1,8 +1,12 @@
-"""What a gateway adds on /v1/chat/completions: direct, OpenMaaS and LiteLLM Proxy, side by side.
+"""What a gateway adds on /v1/chat/completions: four targets side by side.
 
-All three are driven by the same wrk, in one run, in front of the same fast backend
+The backend called directly, the bare proxy (``bare_proxy.py``: the floor, FastAPI with
+one pooled aiohttp session and a dictionary key check), OpenMaaS and LiteLLM Proxy, all
+driven by the same wrk, in one run, in front of the same fast backend
 (``fast_backend.py``). OpenMaaS runs with its full policy: an application key on a plan
-with request and token limits, and metering. LiteLLM Proxy runs without a database.
+with request and token limits (tokens reserved before the upstream call), and metering.
+LiteLLM Proxy runs as its production guide recommends (a worker per core, verbose and
+error logging off), without a database.
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
 
 ADMIN_KEY = "om_benchmark_admin_key"
 LITELLM_KEY = "sk-benchmark-master-key-0123456789abcdef"
+BARE_KEY = "bare-proxy-benchmark-key"
+# The production guide's settings that apply without a database: logging off.
+LITELLM_CONFIG = """model_list:
+  - model_name: echo
+    litellm_params:
+      model: openai/echo
+      api_base: {backend}/v1
+      api_key: sk-none
+litellm_settings:
+  set_verbose: false
+  json_logs: true
+general_settings:
+  disable_error_logs: true
+  disable_spend_logs: true
+"""
 HERE = Path(__file__).parent
 BODY = {"model": "echo", "messages": [{"role": "user", "content": "Hello, how are you?"}]}
 STREAM_BODY = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
@@ -69,23 +88,30 @@ def application_key(url: str, backend: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--litellm", default="/tmp/litellm/bin/litellm")
+    parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="runs per row; the median is kept")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="openmaas-gateway-"))
-    ports = {name: free_port() for name in ("backend", "openmaas", "litellm")}
+    ports = {name: free_port() for name in ("backend", "bare", "openmaas", "litellm")}
     backend = f"http://127.0.0.1:{ports['backend']}"
     processes = [start([sys.executable, str(HERE / "fast_backend.py"), str(ports["backend"])])]
+    bare_proxy = [sys.executable, str(HERE / "bare_proxy.py"), str(ports["bare"])]
+    processes.append(start([*bare_proxy, f"{backend}/v1", BARE_KEY]))
     config = work / "litellm.yaml"
-    config.write_text(
-        "model_list:\n  - model_name: echo\n    litellm_params:\n      model: openai/echo\n"
-        f"      api_base: {backend}/v1\n      api_key: sk-none\n"
-    )
+    config.write_text(LITELLM_CONFIG.format(backend=backend))
+    litellm_command = [args.litellm, "--config", str(config), "--port", str(ports["litellm"])]
+    # Gunicorn: uvicorn's own supervisor kills workers that take over 5 s to start here.
+    litellm_command += ["--num_workers", str(args.litellm_workers), "--run_gunicorn"]
     processes.append(
         start(
-            [args.litellm, "--config", str(config), "--port", str(ports["litellm"])],
+            litellm_command,
             # A master key, and no database: LiteLLM checks it without a key table.
-            {"LITELLM_LOG": "ERROR", "LITELLM_MASTER_KEY": LITELLM_KEY},
+            {
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_MASTER_KEY": LITELLM_KEY,
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # offline: no fetch at start
+            },
         )
     )
     serve = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
@@ -107,8 +133,11 @@ def main() -> None:
         )
         ready.raise_for_status()
         key = application_key(openmaas, backend)
+        bare = f"http://127.0.0.1:{ports['bare']}"
+        wait_ready(f"{bare}/docs")
         targets = [
             ("direct", f"{backend}/v1/chat/completions", {}),
+            ("bare proxy", f"{bare}/v1/chat/completions", {"Authorization": f"Bearer {BARE_KEY}"}),
             ("OpenMaaS", f"{openmaas}/v1/chat/completions", {"Authorization": f"Bearer {key}"}),
             (
                 "LiteLLM Proxy",

@@ -73,13 +73,18 @@ class ModelCache:
         labels: tuple[str, str],
     ) -> CachedModel:
         """``use`` without a context manager, for the hot path: pair it with ``release``."""
-        entry = self._entries.get(key)
-        if entry is None:
+        while True:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                entry.in_use += 1
+                return entry
             entry = await self._load(key, build, size, labels)
-        else:
-            self._entries.move_to_end(key)
-        entry.in_use += 1
-        return entry
+            # A caller that waited on another's load resumes later than the loader: by
+            # then the model may have been used, released and evicted (and unloaded).
+            if self._entries.get(key) is entry:
+                entry.in_use += 1
+                return entry
 
     async def release(self, entry: CachedModel) -> None:
         entry.in_use -= 1
