@@ -344,16 +344,30 @@ class AccessGate:
             self._schedule_renewal(reservation)
 
     async def settle(self, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
-        """Count what the request used and return the rest; never raises (the answer is gone)."""
+        """Count what the request used and return the rest; never raises (the answer is gone).
+
+        With Redis the settlement is sent in the background: the answer does not wait
+        for it, and until it lands the reservation keeps holding (the safe side).
+        """
         if reservation.settled:
             return
         reservation.settled = True
         if reservation.renewal is not None:
             reservation.renewal.cancel()
-        if reservation.hold is None:
+        hold = reservation.hold
+        if hold is None:
             return
+        used = (max(0, input_tokens), max(0, output_tokens))
+        if not self.limiter.shared:
+            await self._settle(hold, *used)
+            return
+        task = asyncio.create_task(self._settle(hold, *used))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> None:
         try:
-            await self.limiter.settle(reservation.hold, max(0, input_tokens), max(0, output_tokens))
+            await self.limiter.settle(hold, input_tokens, output_tokens)
         except Exception:
             logger.warning("could not settle a token reservation", exc_info=True)
 
@@ -404,4 +418,6 @@ class AccessGate:
     async def stop(self) -> None:
         await self._flusher.stop()
         await self.flush_last_used()
+        if self._tasks:  # settlements on their way to Redis land before it closes
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.limiter.close()
