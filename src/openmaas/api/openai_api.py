@@ -77,8 +77,10 @@ async def get_model(model: str, request: Request, platform: PlatformDep) -> Resp
 def _choices(parsed: Any) -> int:
     """How many texts the request asks for: ``n`` for each prompt."""
     n = int(getattr(parsed, "n", 1) or 1)
-    if isinstance(parsed, CompletionRequest) and isinstance(parsed.prompt, list):
-        n *= len(parsed.prompt)
+    prompt = parsed.prompt if isinstance(parsed, CompletionRequest) else None
+    # A list of texts (or of token-id lists) is several prompts; a list of ids is one.
+    if isinstance(prompt, list) and not all(isinstance(item, int) for item in prompt):
+        n *= len(prompt)
     return n
 
 

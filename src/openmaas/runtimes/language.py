@@ -57,6 +57,16 @@ def request_texts(request: OpenAIObject) -> list[str]:
     return []
 
 
+def request_token_ids(request: OpenAIObject) -> int:
+    """Tokens a request sends as ids rather than text (a list of ints, or of such lists)."""
+    given = request.get("prompt", request.get("input"))
+    if not isinstance(given, list) or not given:
+        return 0
+    if all(isinstance(item, int) for item in given):
+        return len(given)
+    return sum(len(item) for item in given if isinstance(item, list))
+
+
 class LanguageRuntime(Runtime):
     """A runtime that reads text, and can say how many tokens a text costs.
 
@@ -74,7 +84,8 @@ class LanguageRuntime(Runtime):
 
     def prompt_tokens(self, request: OpenAIObject) -> int:
         """The request's prompt as this runtime reports it in ``usage.prompt_tokens``."""
-        return sum(self.count_tokens(text) for text in request_texts(request) if text)
+        texts = sum(self.count_tokens(text) for text in request_texts(request) if text)
+        return texts + request_token_ids(request)
 
     def prompt_tokens_at_most(self, request: OpenAIObject) -> int:
         """What the prompt may cost, never less than the model will report.

@@ -33,6 +33,7 @@ from openmaas.runtimes.language import (
     EmbeddingRuntime,
     LanguageRuntime,
     request_texts,
+    request_token_ids,
 )
 from openmaas.runtimes.upstream import (
     Endpoint,
@@ -147,6 +148,7 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
             counted = sum(math.ceil(len(text.encode()) / 3) for text in texts)
         if "messages" in request:
             counted += 4 * len(request.get("messages") or ()) + 3
+        counted += request_token_ids(request)
         return max(counted, self._prompt_tokens(request))
 
     def _prompt_tokens(self, request: Mapping[str, Any]) -> int:
