@@ -2,7 +2,9 @@
 
 Each counter is a hash (``s``: its window's start, ``u``: used, ``h``: held by
 reservations, in milliseconds and units) and a sorted set of its reservations
-(``<id>:<amount>``, scored by expiry). The scripts are registered once (SCRIPT LOAD) and
+(``<key>:held``, members ``<id>:<amount>`` scored by expiry). The scripts name the sorted
+set after the hash, so the limiter needs a single Redis (standalone or with Sentinel),
+not a Redis Cluster. The scripts are registered once (SCRIPT LOAD) and
 called with EVALSHA (loaded again if Redis forgets them), so a request costs one script
 call however many limits apply; Redis runs a script alone, which makes "all windows or
 none" atomic across processes. Time is Redis' own clock, the same for every replica.
@@ -37,28 +39,42 @@ _CONNECTIONS = 64
 # One script call waiting for the next pipeline: script, keys, arguments, its reply.
 _Call = tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]
 
-# KEYS: per counter, its hash and its reservations. ARGV: id, input tokens, wanted output,
-# least output, reservation ms, counters; then per counter: metric, limit, window ms, fixed
-# start ms (0: the window opens with its first use).
+# Arguments travel as few strings as possible: packing each one costs the client more
+# than the script costs Redis. Every script reads its numbers with _WORDS.
+_WORDS = """
+local function words(text)
+  local out = {}
+  for word in string.gmatch(text, '%S+') do out[#out + 1] = word end
+  return out
+end
+"""
+
+# KEYS: each counter's hash (its reservations are the sorted set "<key>:held").
+# ARGV[1]: "id input-tokens wanted-output least-output reservation-ms";
+# ARGV[2]: per counter "metric limit window-ms fixed-start-ms" (0: opens with first use).
 # Reply: {1, allowance, then per counter: remaining, window end, window start}, or
 # {0, failed counter (1-based), remaining, window end}.
-_ACQUIRE = """
+_ACQUIRE = (
+    _WORDS
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local id = ARGV[1]
-local input = tonumber(ARGV[2])
-local allowance = tonumber(ARGV[3])
-local least = tonumber(ARGV[4])
+local head = words(ARGV[1])
+local spec = words(ARGV[2])
+local id = head[1]
+local input = tonumber(head[2])
+local allowance = tonumber(head[3])
+local least = tonumber(head[4])
 if allowance <= 0 then least = 0 end
-local ttl = tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
+local ttl = tonumber(head[5])
+local n = #KEYS
 local frees, starts, ends = {}, {}, {}
 for i = 1, n do
-  local base = 6 + (i - 1) * 4
-  local metric = tonumber(ARGV[base + 1])
-  local limit = tonumber(ARGV[base + 2])
-  local span = tonumber(ARGV[base + 3])
-  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
+  local base = (i - 1) * 4
+  local metric = tonumber(spec[base + 1])
+  local limit = tonumber(spec[base + 2])
+  local span = tonumber(spec[base + 3])
+  local counter, held = KEYS[i], KEYS[i] .. ':held'
   local state = redis.call('HMGET', counter, 's', 'u', 'h')
   local start = tonumber(state[1])
   local used, holding = 0, 0
@@ -78,7 +94,7 @@ for i = 1, n do
       end
     end
   else
-    start = tonumber(ARGV[base + 4])
+    start = tonumber(spec[base + 4])
     if start == 0 then start = now end
   end
   local free = limit - used - holding
@@ -103,8 +119,8 @@ end
 if allowance < 0 then allowance = 0 end
 local out = {1, allowance}
 for i = 1, n do
-  local metric = tonumber(ARGV[6 + (i - 1) * 4 + 1])
-  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
+  local metric = tonumber(spec[(i - 1) * 4 + 1])
+  local counter, held = KEYS[i], KEYS[i] .. ':held'
   local amount
   if metric == 0 then amount = 1
   elseif metric == 1 then amount = input
@@ -126,20 +142,24 @@ for i = 1, n do
 end
 return out
 """
+)
 
-# KEYS as above, for the hold's counters. ARGV: id, input used, output used, counters;
-# then per counter: metric, amount held, window start.
-_SETTLE = """
-local id = ARGV[1]
-local input = tonumber(ARGV[2])
-local output = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-for i = 1, n do
-  local base = 4 + (i - 1) * 3
-  local metric = tonumber(ARGV[base + 1])
-  local amount = ARGV[base + 2]
-  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
-  if tonumber(redis.call('HGET', counter, 's')) == tonumber(ARGV[base + 3]) then
+# KEYS as above, for the hold's counters. ARGV[1]: "id input-used output-used";
+# ARGV[2]: per counter "metric amount-held window-start".
+_SETTLE = (
+    _WORDS
+    + """
+local head = words(ARGV[1])
+local spec = words(ARGV[2])
+local id = head[1]
+local input = tonumber(head[2])
+local output = tonumber(head[3])
+for i = 1, #KEYS do
+  local base = (i - 1) * 3
+  local metric = tonumber(spec[base + 1])
+  local amount = spec[base + 2]
+  local counter, held = KEYS[i], KEYS[i] .. ':held'
+  if tonumber(redis.call('HGET', counter, 's')) == tonumber(spec[base + 3]) then
     if redis.call('ZREM', held, id .. ':' .. amount) == 1 then
       redis.call('HINCRBY', counter, 'h', -tonumber(amount))
     end
@@ -150,21 +170,26 @@ for i = 1, n do
 end
 return 1
 """
+)
 
-# KEYS as above. ARGV: id, reservation ms, counters; then per counter: amount, start.
-_RENEW = """
+# KEYS as above. ARGV[1]: "id reservation-ms"; ARGV[2]: per counter "amount window-start".
+_RENEW = (
+    _WORDS
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[3])
-for i = 1, n do
-  local base = 3 + (i - 1) * 2
-  local counter, held = KEYS[2 * i - 1], KEYS[2 * i]
-  if tonumber(redis.call('HGET', counter, 's')) == tonumber(ARGV[base + 2]) then
-    redis.call('ZADD', held, 'XX', now + tonumber(ARGV[2]), ARGV[1] .. ':' .. ARGV[base + 1])
+local head = words(ARGV[1])
+local spec = words(ARGV[2])
+for i = 1, #KEYS do
+  local base = (i - 1) * 2
+  if tonumber(redis.call('HGET', KEYS[i], 's')) == tonumber(spec[base + 2]) then
+    local member = head[1] .. ':' .. spec[base + 1]
+    redis.call('ZADD', KEYS[i] .. ':held', 'XX', now + tonumber(head[2]), member)
   end
 end
 return 1
 """
+)
 
 # KEYS: one counter's hash. ARGV: amount, window ms, fixed start ms (0: now).
 _ADD = """
@@ -207,12 +232,7 @@ class RedisLimiter(Limiter):
         self._sends: set[asyncio.Task[None]] = set()
 
     def _keys(self, counters: Sequence[Counter]) -> list[str]:
-        keys = []
-        for counter in counters:
-            key = self.prefix + counter.key
-            keys.append(key)
-            keys.append(key + ":held")
-        return keys
+        return [self.prefix + counter.key for counter in counters]
 
     async def _load(self) -> None:
         for script in (self._acquire, self._settle, self._renew, self._add):
@@ -272,16 +292,12 @@ class RedisLimiter(Limiter):
 
     async def acquire(self, counters: Sequence[Counter], demand: Demand) -> Outcome:
         hold_id = self._new_id()
-        args: list[Any] = [
-            hold_id,
-            demand.input_tokens,
-            demand.output_tokens,
-            demand.least_output,
-            self._ttl_ms,
-            len(counters),
-        ]
-        for counter in counters:
-            args += (int(counter.metric), counter.limit, _ms(counter.span), _ms(counter.start))
+        head = (
+            f"{hold_id} {demand.input_tokens} {demand.output_tokens} "
+            f"{demand.least_output} {self._ttl_ms}"
+        )
+        spec = " ".join(f"{int(c.metric)} {c.limit} {_ms(c.span)} {_ms(c.start)}" for c in counters)
+        args = [head, spec]
         reply = await self._call(self._acquire, self._keys(counters), args)
         if reply[0] == 0:
             index = int(reply[1]) - 1
@@ -306,16 +322,21 @@ class RedisLimiter(Limiter):
         return Outcome(True, allowance, tuple(states), hold)
 
     async def settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> None:
-        args: list[Any] = [hold.id, input_tokens, output_tokens, len(hold.counters)]
-        for counter, amount, start in zip(hold.counters, hold.amounts, hold.starts, strict=True):
-            args += (int(counter.metric), amount, int(start))
+        spec = " ".join(
+            f"{int(counter.metric)} {amount} {int(start)}"
+            for counter, amount, start in zip(hold.counters, hold.amounts, hold.starts, strict=True)
+        )
+        args = [f"{hold.id} {input_tokens} {output_tokens}", spec]
         await self._call(self._settle, self._keys(hold.counters), args)
 
     async def renew(self, hold: Hold) -> None:
-        args: list[Any] = [hold.id, self._ttl_ms, len(hold.counters)]
-        for amount, start in zip(hold.amounts, hold.starts, strict=True):
-            args += (amount, int(start))
-        await self._call(self._renew, self._keys(hold.counters), args)
+        spec = " ".join(
+            f"{amount} {int(start)}"
+            for amount, start in zip(hold.amounts, hold.starts, strict=True)
+        )
+        await self._call(
+            self._renew, self._keys(hold.counters), [f"{hold.id} {self._ttl_ms}", spec]
+        )
 
     async def add(self, counter: Counter, amount: int) -> None:
         key = self.prefix + counter.key
