@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,postgres,redis,llm
+EXTRAS ?= dev,postgres,redis,s3,llm
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install browser run test lint check clean
+.PHONY: install venv browser run test lint check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP) browser
+
+# The Python environment alone: what the container image installs (see Dockerfile).
+venv: $(STAMP)
 
 # Debian's Chromium for the browser tests (never a downloaded browser). Installed when
 # missing and apt-get can run as root; otherwise the browser tests say why they skip.

@@ -29,7 +29,7 @@ def test_demo_is_idempotent_and_models_learn(tmp_path: Path) -> None:
             assert minilm.runtime == "sentence-transformers"
             assert minilm.signature.outputs[0].shape == (-1, 384)
             # The stored archive serves: unpacked beside the artifact on first load.
-            chat = runtime_named(tiny.runtime)(platform.registry.artifact_spec(tiny))
+            chat = runtime_named(tiny.runtime)(await platform.registry.artifact_spec(tiny))
             await chat.load()
             answer = await chat.chat(  # type: ignore[attr-defined]
                 {"model": "tiny-chat", "messages": [{"role": "user", "content": "hi"}]}

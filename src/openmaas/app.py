@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from openmaas import __version__
 from openmaas.api import (
@@ -34,6 +34,8 @@ from openmaas.api.openapi import install_openapi
 from openmaas.platform import Platform
 from openmaas.portal import install_portal
 from openmaas.settings import Settings
+from openmaas.shutdown import drain_on_sigterm
+from openmaas.store.database import DatabaseUnavailable
 
 logger = logging.getLogger("openmaas")
 
@@ -43,15 +45,23 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await platform.start()
+        try:
+            await platform.start()
+        except DatabaseUnavailable as exc:
+            # The server reports it as the reason start-up failed: one line, no traceback.
+            app.startup_error = exc.message  # type: ignore[attr-defined]
+            await platform.stop()
+            raise
         if settings.demo:
             from openmaas.demo import install_demo
 
             await install_demo(platform)
         await platform.start_serving()
+        restore_sigterm = drain_on_sigterm(platform.health, settings.shutdown_delay_seconds)
         try:
             yield
         finally:
+            restore_sigterm()
             await platform.stop()
 
     app = OpenMaaSApp(
@@ -121,6 +131,21 @@ class OpenMaaSApp(FastAPI):
     """FastAPI, with a front door outside its whole middleware stack."""
 
     front_door: Callable[[ASGIApp], ASGIApp] | None = None
+    startup_error: str | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def concise(message: Message) -> None:
+            # Starlette reports a failed start-up with the whole traceback; a known cause
+            # (the database is unreachable) is said in its one line instead.
+            if message["type"] == "lifespan.startup.failed" and self.startup_error:
+                message = {**message, "message": self.startup_error}
+            await send(message)
+
+        await super().__call__(scope, receive, concise)
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()

@@ -7,12 +7,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from openmaas.domain.errors import OpenMaaSError
+
 
 class Periodic:
     """Runs ``job`` every ``interval`` seconds until stopped.
 
     A run that fails is logged and the next tick tries again: these jobs keep a cache or
-    a buffer in step with the database, and one database hiccup must not end them.
+    a buffer in step with the database, and one database hiccup must not end them. An
+    outage is logged when it starts and when it ends, not on every tick in between.
     """
 
     def __init__(
@@ -30,6 +33,7 @@ class Periodic:
         self.logger = logger
         self.failure = failure
         self._task: asyncio.Task[None] | None = None
+        self._failing = False
 
     def start(self) -> None:
         if self._task is None:
@@ -49,5 +53,15 @@ class Periodic:
                 await self.job()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                self.logger.warning(self.failure, exc_info=True)
+            except Exception as error:
+                if not self._failing:
+                    self._failing = True
+                    # An unreachable database is expected to happen: one line, no traceback.
+                    expected = isinstance(error, OpenMaaSError)
+                    self.logger.warning(
+                        "%s: %s", self.failure, error, exc_info=None if expected else True
+                    )
+                continue
+            if self._failing:
+                self._failing = False
+                self.logger.warning("%s: working again", self.name)

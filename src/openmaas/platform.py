@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from openmaas.access import (
@@ -17,13 +18,17 @@ from openmaas.access import (
 )
 from openmaas.access.limiter import make_limiter
 from openmaas.access.sessions import session_secret
-from openmaas.artifacts import ArtifactStore
+from openmaas.artifacts import ArtifactStore, open_artifact_store
+from openmaas.health import Health, wait_for_database
 from openmaas.metering import Billing, UsageQueries, UsageRecorder
 from openmaas.registry import RegistryService
 from openmaas.routing import RouteMetrics, RoutingService
 from openmaas.serving import ServingService
 from openmaas.settings import Settings
 from openmaas.store import Database
+
+# How long requests cut at the end of the grace period get to unwind and meter themselves.
+_UNWIND_S = 2.0
 
 
 @dataclass
@@ -45,11 +50,22 @@ class Platform:
     usage: UsageRecorder
     usage_queries: UsageQueries
     billing: Billing
+    health: Health
 
     @classmethod
     def build(cls, settings: Settings) -> Platform:
-        db = Database(settings.database_url)
-        artifacts = ArtifactStore(settings.artifacts_dir, max_bytes=settings.max_artifact_bytes)
+        db = Database(
+            settings.database_url,
+            connect_timeout_s=settings.database_connect_timeout_seconds,
+            statement_timeout_s=settings.database_statement_timeout_seconds,
+        )
+        artifacts = open_artifact_store(
+            settings.artifact_url,
+            data_dir=settings.data_dir,
+            max_bytes=settings.max_artifact_bytes,
+            cache_bytes=settings.artifact_cache_bytes,
+            s3_options=settings.s3_options(),
+        )
         snapshots = SnapshotStore(db, refresh_seconds=settings.access_refresh_seconds)
         sessions = SessionCodec(session_secret(settings), max_age=settings.session_max_age)
         access = AccessService(db, snapshots, sessions, admin_key=settings.admin_key)
@@ -57,6 +73,7 @@ class Platform:
             settings.redis_url,
             prefix=settings.redis_prefix,
             reservation_ttl=settings.reservation_ttl_seconds,
+            fail_open=settings.limits_fail_open,
         )
         registry = RegistryService(db, artifacts)
         serving = ServingService(
@@ -97,11 +114,16 @@ class Platform:
             usage=UsageRecorder(db, flush_seconds=settings.usage_flush_seconds),
             usage_queries=UsageQueries(db),
             billing=Billing(db),
+            health=Health(db, serving, limiter),
         )
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.settings.migrate_on_start:
+        migrate = self.settings.migrate_on_start
+        await wait_for_database(
+            self.db, wait_s=self.settings.startup_wait_seconds, need_head=not migrate
+        )
+        if migrate:
             await self.db.migrate()
         await self.snapshots.start()
         await self.gate.start()
@@ -110,12 +132,19 @@ class Platform:
     async def start_serving(self) -> None:
         await self.serving.start()
         await self.routing.start()
+        self.health.started = True
 
     async def stop(self) -> None:
+        self.health.stopping = True
+        # The server has let in-flight requests finish (or cut them past the grace
+        # period); a cut one records its usage as it unwinds, before the final flush.
+        await self.serving.wait_idle(_UNWIND_S)
+        await asyncio.sleep(0)
         # Metering first, while the database is still open: its final flush must land.
         await self.usage.stop()
         await self.gate.stop()
         await self.snapshots.stop()
         await self.routing.stop()
         await self.serving.stop()
+        await self.artifacts.close()
         await self.db.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -108,6 +108,56 @@ class Settings(BaseSettings):
     oidc_scopes: str = "openid email profile"
     """Scopes asked of the OpenID Connect provider."""
 
+    artifact_url: str = ""
+    """Where model artifacts are stored: a local folder (a path or ``file://`` URL) or an
+    S3-compatible bucket (``s3://bucket/prefix``). Empty: the ``artifacts`` folder of the
+    data directory. Replicas that do not share a disk need a bucket."""
+
+    s3_endpoint_url: str | None = None
+    """Endpoint of an S3-compatible server (MinIO, Ceph, ...); unset: ``AWS_ENDPOINT_URL``,
+    else Amazon S3. An ``http://`` endpoint is allowed (no TLS)."""
+
+    s3_region: str | None = None
+    """Region of the bucket; unset: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``."""
+
+    s3_access_key_id: str | None = None
+    """Access key of the bucket; unset: ``AWS_ACCESS_KEY_ID`` or the other usual AWS
+    credential sources (web identity, instance profile)."""
+
+    s3_secret_access_key: SecretStr | None = None
+    """Secret key of the bucket; unset: ``AWS_SECRET_ACCESS_KEY``."""
+
+    artifact_store_timeout_seconds: float = 30.0
+    """Longest an artifact store request may go without progress before it fails (and the
+    model load that needed it answers 503)."""
+
+    artifact_cache_bytes: int = 20 * 1024**3
+    """Disk budget of this replica's cache of artifacts downloaded from a bucket; the least
+    recently used are deleted past it (and downloaded again when next loaded)."""
+
+    database_connect_timeout_seconds: float = 5.0
+    """Longest wait to open a database connection (or to get one from the pool); past it
+    the request answers 503 with Retry-After."""
+
+    database_statement_timeout_seconds: float = 15.0
+    """Longest a database statement may run (PostgreSQL); past it the request answers 503."""
+
+    startup_wait_seconds: float = 30.0
+    """How long a starting process waits for the database to answer (and, when it does not
+    migrate itself, for the schema to reach the newest revision) before it gives up."""
+
+    limits_fail_open: bool = False
+    """With Redis unreachable: admit requests without counting them against their plan's
+    limits (true), or answer 503 to keys whose plan has limits (false, the default)."""
+
+    shutdown_delay_seconds: float = 0.0
+    """On SIGTERM, how long the process keeps serving while readiness already answers 503,
+    so that load balancers stop sending it traffic before it stops accepting."""
+
+    shutdown_grace_seconds: float = 30.0
+    """On stop, how long in-flight requests (streams included) may take to finish; those
+    still running after it are cut."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -124,6 +174,17 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir.resolve() / "artifacts"
+
+    def s3_options(self) -> dict[str, Any]:
+        """What the bucket store takes from these settings (unset ones: AWS_* defaults)."""
+        secret = self.s3_secret_access_key
+        return {
+            "endpoint_url": self.s3_endpoint_url,
+            "region": self.s3_region,
+            "access_key_id": self.s3_access_key_id,
+            "secret_access_key": secret.get_secret_value() if secret else None,
+            "timeout_s": self.artifact_store_timeout_seconds,
+        }
 
     @property
     def public_url(self) -> str:

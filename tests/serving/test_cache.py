@@ -43,7 +43,8 @@ class SlowLoadingModel(TensorRuntime):
         return {"output": np.zeros(1)}
 
 
-def build() -> SlowLoadingModel:
+async def build() -> SlowLoadingModel:
+    # Builds are coroutines: a remote artifact is fetched before the runtime is made.
     return SlowLoadingModel(ArtifactSpec(path=Path("unused")))
 
 

@@ -405,10 +405,11 @@ class AccessGate:
                 await users_repo.touch_keys(session=session, last_used=pending)
                 await session.commit()
         except Exception:
-            # Keep the times for the next try, unless a newer use replaced them.
+            # Keep the times for the next try, unless a newer use replaced them; the
+            # periodic job logs an outage once, when it starts.
             for key_id, at in pending.items():
                 self._last_used.setdefault(key_id, at)
-            logger.warning("could not write keys' last-used times", exc_info=True)
+            raise
 
     async def start(self) -> None:
         if not self.limiter.shared:
@@ -417,7 +418,10 @@ class AccessGate:
 
     async def stop(self) -> None:
         await self._flusher.stop()
-        await self.flush_last_used()
+        try:
+            await self.flush_last_used()
+        except Exception as exc:
+            logger.error("keys' last-used times could not be written: %s", exc)
         if self._tasks:  # settlements on their way to Redis land before it closes
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.limiter.close()

@@ -18,11 +18,18 @@ changes nothing: the window it was held in is gone.
 ``MemoryLimiter`` does this in one process (each step runs without awaiting, so it is
 atomic on the event loop); ``RedisLimiter`` (``redis_limiter.py``) in one Lua script per
 step, one round trip, shared by every worker and replica.
+
+When the shared store fails, the gate refuses (``limits_unavailable``, 503) rather than
+letting unlimited traffic through, unless the operator chose to fail open
+(``limits_fail_open``): then requests are admitted uncounted until the store answers
+again. Either way an outage is logged once when it starts and once when it ends, and
+``degraded`` says so (readiness reports it).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import time
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 
 from openmaas.domain.errors import ServiceUnavailable
 from openmaas.domain.plans import Metric
+
+logger = logging.getLogger("openmaas.access")
 
 SPANS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 # Past this many counters, windows that have closed are swept from memory.
@@ -102,10 +111,34 @@ class Outcome:
 class Limiter(ABC):
     shared: bool = False
 
-    def __init__(self, *, reservation_ttl: float) -> None:
+    def __init__(self, *, reservation_ttl: float, fail_open: bool = False) -> None:
         self.reservation_ttl = reservation_ttl
+        self.fail_open = fail_open
+        self.degraded = False
+        """The shared store failed on its last use and has not answered since."""
         self._node = os.urandom(4).hex()
         self._ids = itertools.count()
+
+    def _failed(self, exc: Exception) -> None:
+        """Where a store error becomes ``limits_unavailable``, or, failing open, nothing."""
+        if not self.degraded:
+            self.degraded = True
+            action = (
+                "admitting requests without counting them (limits_fail_open)"
+                if self.fail_open
+                else "refusing keys with limits (503) until it answers"
+            )
+            logger.warning("the rate limit store is unreachable (%r): %s", exc, action)
+        if not self.fail_open:
+            raise unavailable() from exc
+
+    def _recovered(self) -> None:
+        self.degraded = False
+        logger.warning("the rate limit store answers again")
+
+    async def check(self) -> bool:
+        """Whether the shared store answers now (always True in memory)."""
+        return True
 
     def _new_id(self) -> str:
         return f"{self._node}{next(self._ids)}"
@@ -279,9 +312,13 @@ def unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("the rate limit store is unreachable", code="limits_unavailable")
 
 
-def make_limiter(redis_url: str | None, *, prefix: str, reservation_ttl: float) -> Limiter:
+def make_limiter(
+    redis_url: str | None, *, prefix: str, reservation_ttl: float, fail_open: bool = False
+) -> Limiter:
     if redis_url:
         from openmaas.access.redis_limiter import RedisLimiter
 
-        return RedisLimiter(redis_url, prefix=prefix, reservation_ttl=reservation_ttl)
+        return RedisLimiter(
+            redis_url, prefix=prefix, reservation_ttl=reservation_ttl, fail_open=fail_open
+        )
     return MemoryLimiter(reservation_ttl=reservation_ttl)

@@ -13,13 +13,14 @@ Calls made while the event loop is busy with other requests leave together: the 
 of one loop iteration are written as one pipeline and read back in one go, so under
 load a worker pays one round trip for many requests (each still its own script run).
 
-Every failure surfaces as ``ServiceUnavailable``: when the counters cannot be reached the
-gate refuses rather than letting unlimited traffic through.
+A failure of the store is ``ServiceUnavailable``, or, with ``limits_fail_open``, a
+request admitted uncounted (see ``limiter.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,12 +31,14 @@ from openmaas.access.limiter import (
     Limiter,
     Outcome,
     WindowState,
+    logger,
     needs,
-    unavailable,
 )
 from openmaas.domain.plans import Metric
 
 _CONNECTIONS = 64
+# Redis answers in well under a millisecond; one that takes seconds is down or hanging.
+_TIMEOUT_S = 2.0
 # One script call waiting for the next pipeline: script, keys, arguments, its reply.
 _Call = tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]
 
@@ -213,13 +216,21 @@ def _ms(seconds: float | None) -> int:
 class RedisLimiter(Limiter):
     shared = True
 
-    def __init__(self, url: str, *, prefix: str, reservation_ttl: float) -> None:
-        super().__init__(reservation_ttl=reservation_ttl)
+    def __init__(
+        self, url: str, *, prefix: str, reservation_ttl: float, fail_open: bool = False
+    ) -> None:
+        super().__init__(reservation_ttl=reservation_ttl, fail_open=fail_open)
         from redis.asyncio import BlockingConnectionPool, Redis
 
         # A bounded pool that makes callers wait for a connection: the default pool
         # refuses outright once full, which under a burst would turn into 503s.
-        pool = BlockingConnectionPool.from_url(url, max_connections=_CONNECTIONS, timeout=10)
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=_CONNECTIONS,
+            timeout=10,
+            socket_connect_timeout=_TIMEOUT_S,
+            socket_timeout=_TIMEOUT_S,
+        )
         self.client = Redis(connection_pool=pool)
         self.prefix = f"{prefix}:limits:"
         self._acquire = self.client.register_script(_ACQUIRE)
@@ -240,7 +251,8 @@ class RedisLimiter(Limiter):
         self._loaded = True
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a script in the next pipeline this worker sends; its reply."""
+        """Run a script in the next pipeline this worker sends; its reply (None: failed
+        and failing open)."""
         try:
             if not self._loaded:
                 await self._load()
@@ -248,9 +260,27 @@ class RedisLimiter(Limiter):
             self._pending.append((script, keys, args, future))
             if len(self._pending) == 1:
                 asyncio.get_running_loop().call_soon(self._flush)
-            return await future
+            reply = await future
         except Exception as exc:
-            raise unavailable() from exc
+            self._loaded = False  # a Redis that comes back may have forgotten the scripts
+            self._failed(exc)
+            return None
+        if self.degraded:
+            self._recovered()
+        return reply
+
+    async def check(self) -> bool:
+        try:
+            async with asyncio.timeout(_TIMEOUT_S):
+                answered = bool(await self.client.ping())
+        except Exception:
+            answered = False
+        if answered and self.degraded:
+            self._recovered()
+        elif not answered and not self.degraded:
+            self.degraded = True
+            logger.warning("the rate limit store is unreachable (health check)")
+        return answered
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
@@ -299,12 +329,16 @@ class RedisLimiter(Limiter):
         spec = " ".join(f"{int(c.metric)} {c.limit} {_ms(c.span)} {_ms(c.start)}" for c in counters)
         args = [head, spec]
         reply = await self._call(self._acquire, self._keys(counters), args)
+        if reply is None:  # the store failed and the operator chose to fail open
+            until = time.time() + 1
+            uncounted = tuple(WindowState(c.limit, c.limit, until) for c in counters)
+            return Outcome(True, demand.output_tokens, uncounted)
         if reply[0] == 0:
             index = int(reply[1]) - 1
             state = WindowState(counters[index].limit, int(reply[2]), int(reply[3]) / 1000)
             return Outcome(False, 0, (state,), failed=index)
         allowance = int(reply[1])
-        states = []
+        states: list[WindowState] = []
         held: list[tuple[Counter, float]] = []
         for i, counter in enumerate(counters):
             remaining, end, start = reply[2 + 3 * i : 5 + 3 * i]

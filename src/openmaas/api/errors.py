@@ -30,6 +30,9 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
 }
 
+# A dependency that is down: its component logs the outage once, not every request it fails.
+_OUTAGES = frozenset({"database_unavailable", "limits_unavailable", "artifact_store_unavailable"})
+
 
 def error_body(path: str, status: int, code: str, message: str, details: Any = None) -> Any:
     if path.startswith("/v2"):
@@ -75,7 +78,7 @@ def error_response(
 async def openmaas_error(request: Request, exc: Exception) -> JSONResponse:
     """The response for one of our errors; also used by the inference hot path."""
     assert isinstance(exc, OpenMaaSError)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and exc.code not in _OUTAGES:
         logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
     return error_response(request, exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 

@@ -5,29 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
-from sqlalchemy import text
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from openmaas import __version__
 from openmaas.api.deps import PlatformDep
-from openmaas.domain.errors import ServiceUnavailable
 
 router = APIRouter(tags=["system"])
 
 
+@router.get("/healthz")
 @router.get("/health/live")
 async def live() -> dict[str, str]:
+    """The process runs and answers: nothing else is checked (a liveness probe)."""
     return {"status": "live"}
 
 
-@router.get("/health/ready")
-async def ready(platform: PlatformDep) -> dict[str, str]:
-    try:
-        async with platform.db.session() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception as exc:
-        raise ServiceUnavailable("the database is unreachable", code="database_down") from exc
-    return {"status": "ready"}
+@router.get("/readyz", responses={503: {"description": "not ready; the body says why"}})
+@router.get("/health/ready", responses={503: {"description": "not ready; the body says why"}})
+async def ready(platform: PlatformDep) -> JSONResponse:
+    """Whether to send this process traffic (a readiness probe): 503 while starting,
+    stopping, or with the database unreachable or its schema behind."""
+    readiness = await platform.health.readiness()
+    return JSONResponse(
+        readiness.to_dict(),
+        status_code=200 if readiness.ready else 503,
+        headers=None if readiness.ready else {"Retry-After": "5", "Cache-Control": "no-store"},
+    )
 
 
 @router.get("/", response_model=None)

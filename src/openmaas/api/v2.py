@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from openmaas import __version__
 from openmaas.api.admission import Call, dispatch
 from openmaas.api.deps import PlatformDep, require_admin
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
-from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
 from openmaas.platform import Platform
 from openmaas.serving.endpoints import Endpoint
@@ -48,8 +48,14 @@ async def server_live() -> dict[str, bool]:
 
 
 @router.get("/health/ready")
-async def server_ready() -> dict[str, bool]:
-    return {"ready": True}
+async def server_ready(platform: PlatformDep) -> JSONResponse:
+    """Ready as ``/readyz`` is: 503 (``{"ready": false}``) until the database answers with
+    its schema at head and the start-up loads are done, and while stopping."""
+    readiness = await platform.health.readiness()
+    return JSONResponse(
+        {"ready": readiness.ready, "status": readiness.status, "checks": readiness.checks},
+        status_code=200 if readiness.ready else 503,
+    )
 
 
 async def _metadata(platform: Platform, request: Request, name: str, version: str | None) -> Any:
@@ -79,11 +85,15 @@ async def version_metadata(name: str, version: str, request: Request, platform: 
 async def _ready(platform: Platform, request: Request, name: str, version: str | None) -> Any:
     endpoint = _endpoint(platform, name, version)
     await platform.gate.admit(request.headers, endpoint.deployment.model_name)
-    if endpoint.deployment.status is not DeploymentStatus.ACTIVE:
+    state, reason = platform.serving.model_state(endpoint)
+    if state not in ("loaded", "available"):
+        because = f": {reason}" if reason else ""
         raise ServiceUnavailable(
-            f"model {name!r} is {endpoint.deployment.status.value}", code="model_not_ready"
+            f"model {name!r} is not ready here ({state}{because})",
+            code="model_not_ready",
+            details={"state": state},
         )
-    return {"name": name, "ready": True}
+    return {"name": name, "ready": True, "state": state}
 
 
 @router.get("/models/{name}/ready")

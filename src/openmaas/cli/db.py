@@ -7,8 +7,10 @@ import asyncio
 import typer
 from rich.console import Console
 
+from openmaas.health import wait_for_database
 from openmaas.settings import Settings
 from openmaas.store import Database
+from openmaas.store.database import DatabaseUnavailable
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -20,11 +22,19 @@ def upgrade() -> None:
     async def run() -> None:
         settings = Settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.database_url)
+        database = Database(
+            settings.database_url,
+            connect_timeout_s=settings.database_connect_timeout_seconds,
+        )
         try:
+            await wait_for_database(database, wait_s=settings.startup_wait_seconds, need_head=False)
             await database.migrate()
         finally:
             await database.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except DatabaseUnavailable as exc:
+        Console(stderr=True).print(f"[red]{exc.message}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
     Console().print("[green]The database schema is up to date.[/green]")

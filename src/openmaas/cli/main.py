@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmaas.cli import db, deployments, models, plans, routes, serve
+from openmaas.cli import artifacts, db, deployments, health, models, plans, routes, serve
 
 app = typer.Typer(
     name="openmaas",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve.serve)
+app.command("health")(health.health)
 app.command("deploy")(deployments.deploy)
 app.command("undeploy")(deployments.undeploy)
 app.command("deployments")(deployments.deployments)
@@ -20,6 +21,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(routes.app, name="routes")
 app.add_typer(plans.app, name="plans")
+app.add_typer(artifacts.app, name="artifacts")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from openmaas.settings import Settings
+from openmaas.store.database import DatabaseUnavailable
 
 console = Console()
 
@@ -39,6 +40,7 @@ def _banner(settings: Settings, demo: object | None, workers: int) -> None:
         f"[bold]OpenMaaS[/bold] is starting at [link={url}]{url}[/link]",
         f"API docs:      {url}/docs",
         f"Database:      {settings.database_url.split('@')[-1]}",
+        f"Artifacts:     {settings.artifact_url or settings.data_dir.resolve() / 'artifacts'}",
     ]
     if workers > 1 and not settings.redis_url:
         lines.append(
@@ -83,7 +85,11 @@ def serve(
         if value is not None:
             overrides[field] = value
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    credentials = asyncio.run(_prepare(settings))
+    try:
+        credentials = asyncio.run(_prepare(settings))
+    except DatabaseUnavailable as exc:
+        console.print(f"[red]OpenMaaS cannot start: {exc.message}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
     _banner(settings, credentials, workers)
     if workers > 1:
         _pool_metrics(settings.data_dir.resolve() / "metrics")
@@ -102,6 +108,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        # In-flight requests and streams get this long once a stop begins (shutdown.py).
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
 
 

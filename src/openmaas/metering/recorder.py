@@ -101,9 +101,7 @@ class UsageRecorder:
             except Exception:
                 for key, bucket in buckets.items():
                     self._merge(key, bucket)
-                logger.warning(
-                    "could not write %d usage rows; will retry", len(rows), exc_info=True
-                )
+                logger.debug("could not write %d usage rows; will retry", len(rows))
                 raise
 
     def _merge(self, key: _BucketKey, old: _Bucket) -> None:
@@ -119,9 +117,13 @@ class UsageRecorder:
 
     async def stop(self) -> None:
         await self._flusher.stop()
-        # The final flush; one retry covers a connection the pool had let go stale.
+        # The final flush; one retry covers a connection the pool had let go stale. A
+        # request that ends while a flush is writing lands in a new bucket: flush again.
         for attempt in range(3):
             try:
+                await self.flush()
+                if not self._buckets:
+                    return
                 await self.flush()
                 return
             except Exception:

@@ -138,7 +138,7 @@ class RegistryService:
                 )
             await models_repo.delete_model(session=session, model=row)
             await session.commit()
-        await anyio.to_thread.run_sync(self.artifacts.remove_model, name)
+        await self.artifacts.remove_model(name)
 
     async def register_version(
         self, name: str, chunks: AsyncIterator[bytes], upload: VersionUpload
@@ -205,11 +205,11 @@ class RegistryService:
                     await models_repo.add_version(session=session, row=row)
                 except Conflict:
                     continue
-                self.artifacts.publish(staged, model_name=name, version=number)
+                await self.artifacts.publish(staged, model_name=name, version=number)
                 try:
                     await session.commit()
                 except Exception:
-                    self.artifacts.remove_version(name, number)
+                    await self.artifacts.remove_version(name, number)
                     raise
                 return (await models_repo.to_versions(session=session, model=model, rows=[row]))[0]
         raise Conflict("too many concurrent registrations; retry", code="version_conflict")
@@ -243,7 +243,7 @@ class RegistryService:
             number = row.version
             await models_repo.delete_version(session=session, model=model, row=row)
             await session.commit()
-        await anyio.to_thread.run_sync(self.artifacts.remove_version, ref.name, number)
+        await self.artifacts.remove_version(ref.name, number)
 
     async def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
         validate_alias(alias)
@@ -266,11 +266,16 @@ class RegistryService:
         async with self.db.session() as session:
             return await models_repo.registry_counts(session=session)
 
-    def artifact_spec(
+    async def artifact_spec(
         self, version: ModelVersion, options: Mapping[str, Any] | None = None
     ) -> ArtifactSpec:
+        """What a runtime loads: the artifact as a local file (downloaded when the store is
+        a bucket), with the version's signature and options."""
+        path = await self.artifacts.local_file(
+            version.artifact_path, sha256=version.artifact_sha256, size=version.artifact_size
+        )
         return ArtifactSpec(
-            path=self.artifacts.path_of(version.artifact_path),
+            path=path,
             signature=version.signature,
             allow_code=version.allow_code,
             options={**version.options, **(options or {})},

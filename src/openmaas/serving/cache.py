@@ -21,6 +21,9 @@ logger = logging.getLogger("openmaas.serving")
 CacheKey = tuple[int, str]
 """(model version id, options fingerprint): endpoints of one version share one copy."""
 
+Build = Callable[[], Awaitable[Runtime]]
+"""Makes the runtime of a model (fetching its artifact first when it is remote)."""
+
 
 @dataclass(slots=True)
 class CachedModel:
@@ -50,11 +53,19 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def is_loading(self, key: CacheKey) -> bool:
+        return key in self._loading
+
+    def loaded(self, key: CacheKey) -> Runtime | None:
+        """The runtime loaded for ``key`` in this process, if it is."""
+        entry = self._entries.get(key)
+        return entry.runtime if entry is not None else None
+
     @asynccontextmanager
     async def use(
         self,
         key: CacheKey,
-        build: Callable[[], Runtime],
+        build: Build,
         size: int,
         labels: tuple[str, str],
     ) -> AsyncIterator[Runtime]:
@@ -68,7 +79,7 @@ class ModelCache:
     async def acquire(
         self,
         key: CacheKey,
-        build: Callable[[], Runtime],
+        build: Build,
         size: int,
         labels: tuple[str, str],
     ) -> CachedModel:
@@ -93,13 +104,13 @@ class ModelCache:
             await self._make_room(0)
 
     async def ensure_loaded(
-        self, key: CacheKey, build: Callable[[], Runtime], size: int, labels: tuple[str, str]
+        self, key: CacheKey, build: Build, size: int, labels: tuple[str, str]
     ) -> None:
         async with self.use(key, build, size, labels):
             pass
 
     async def _load(
-        self, key: CacheKey, build: Callable[[], Runtime], size: int, labels: tuple[str, str]
+        self, key: CacheKey, build: Build, size: int, labels: tuple[str, str]
     ) -> CachedModel:
         pending = self._loading.get(key)
         if pending is not None:
@@ -111,7 +122,7 @@ class ModelCache:
             # Counted from now, so that concurrent loads see each other's room.
             self._used_bytes += size
             try:
-                runtime = build()
+                runtime = await build()
                 await runtime.load()
             except BaseException:
                 self._used_bytes -= size
@@ -163,6 +174,3 @@ class ModelCache:
     def _publish_gauges(self) -> None:
         self.metrics.loaded.set(len(self._entries))
         self.metrics.loaded_bytes.set(self._used_bytes)
-
-
-LoadFunction = Callable[[], Awaitable[None]]

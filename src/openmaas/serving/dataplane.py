@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import (
     GatewayTimeout,
     NotFound,
@@ -21,11 +22,17 @@ from openmaas.domain.errors import (
 )
 from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
-from openmaas.serving.cache import ModelCache
+from openmaas.serving.cache import CachedModel, ModelCache
 from openmaas.serving.endpoints import Endpoint, EndpointTable
 from openmaas.serving.metrics import EndpointMeters, ServingMetrics
 
 RuntimeT = TypeVar("RuntimeT", bound=Runtime)
+
+
+def _recovered(endpoint: Endpoint) -> None:
+    """A model whose load failed (say, its bucket was away) has loaded on a request."""
+    endpoint.deployment.status = DeploymentStatus.ACTIVE
+    endpoint.deployment.error = None
 
 
 class DataPlane:
@@ -53,9 +60,7 @@ class DataPlane:
     ) -> Tensors:
         key = endpoint.cache_key
         try:
-            entry = await self.cache.acquire(
-                key, endpoint.build_runtime, endpoint.size, endpoint.labels
-            )
+            entry = await self._acquire(endpoint)
             runtime = entry.runtime
             try:
                 if not isinstance(runtime, TensorRuntime):
@@ -80,6 +85,31 @@ class DataPlane:
             raise Unprocessable(
                 f"the model failed on this input: {exc}", code="model_error"
             ) from exc
+
+    async def _acquire(self, endpoint: Endpoint) -> CachedModel:
+        """The endpoint's model, loaded now if it is not; a failed load marks the endpoint
+        failed (``/v2/models/{name}/ready`` says so) until a later one succeeds."""
+        try:
+            entry = await self.cache.acquire(
+                endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
+            )
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, OpenMaaSError)
+                else ServiceUnavailable(
+                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
+                    code="model_load_failed",
+                )
+            )
+            endpoint.deployment.status = DeploymentStatus.FAILED
+            endpoint.deployment.error = error.message
+            if error is exc:
+                raise
+            raise error from exc
+        if endpoint.deployment.status is DeploymentStatus.FAILED:
+            _recovered(endpoint)
+        return entry
 
     async def infer(
         self,
@@ -133,17 +163,7 @@ class DataPlane:
         endpoint.enter()
         try:
             async with endpoint.semaphore:
-                try:
-                    entry = await self.cache.acquire(
-                        endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
-                    )
-                except OpenMaaSError:
-                    raise
-                except Exception as exc:
-                    raise ServiceUnavailable(
-                        f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                        code="model_load_failed",
-                    ) from exc
+                entry = await self._acquire(endpoint)
                 try:
                     if not isinstance(entry.runtime, kind):
                         raise Unprocessable(

@@ -7,6 +7,7 @@ only reads these dictionaries.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,8 @@ from openmaas.serving.stats import EndpointStats
 class Endpoint:
     deployment: Deployment
     version: ModelVersion
-    spec: ArtifactSpec
+    artifact: Callable[[], Awaitable[ArtifactSpec]]
+    """The artifact ready to load (fetched into this replica's cache when remote)."""
     runtime_class: type[Runtime]
     cache_key: CacheKey
     size: int
@@ -47,8 +49,8 @@ class Endpoint:
     def labels(self) -> tuple[str, str]:
         return (self.deployment.model_name, str(self.deployment.version))
 
-    def build_runtime(self) -> Runtime:
-        return self.runtime_class(self.spec)
+    async def build_runtime(self) -> Runtime:
+        return self.runtime_class(await self.artifact())
 
     def enter(self) -> None:
         self.in_flight += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from typing import Any
@@ -59,11 +60,53 @@ class ServingService:
             failure="refreshing deployments failed; retrying",
         )
         self._background: set[asyncio.Task[None]] = set()
+        self._startup: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.sync()
+        # What the first sync spawned are the loads of deployments marked warm.
+        self._startup = set(self._background)
         self._syncer.start()
+
+    def startup_loads(self) -> tuple[int, int]:
+        """(still loading of those loaded at start, failed among all deployments here)."""
+        loading = sum(1 for task in self._startup if not task.done())
+        failed = sum(
+            1
+            for endpoint in self.table.by_name.values()
+            if endpoint.deployment.status is DeploymentStatus.FAILED
+        )
+        return loading, failed
+
+    def model_state(self, endpoint: Endpoint) -> tuple[str, str | None]:
+        """What this process can do with the endpoint's model now, and why not.
+
+        ``loaded`` (in memory and ready), ``available`` (deployed, loads on its next
+        request), ``loading``, ``failed`` (its last load failed; the next request tries
+        again), ``unready`` (loaded, but its runtime says it cannot serve) or
+        ``undeployed``.
+        """
+        if endpoint.closed:
+            return "undeployed", None
+        runtime = self.cache.loaded(endpoint.cache_key)
+        if runtime is not None:
+            return ("loaded", None) if runtime.ready else ("unready", "the runtime is not ready")
+        status = endpoint.deployment.status
+        if status is DeploymentStatus.DEPLOYING or self.cache.is_loading(endpoint.cache_key):
+            return "loading", None
+        if status is DeploymentStatus.FAILED:
+            return "failed", endpoint.deployment.error
+        return "available", None
+
+    async def wait_idle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until no request is running on any endpoint."""
+        endpoints = list(self.table.by_name.values())
+        waits = [asyncio.create_task(e.idle.wait()) for e in endpoints if not e.idle.is_set()]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=timeout_s)
+            for task in pending:
+                task.cancel()
 
     async def stop(self) -> None:
         await self._syncer.stop()
@@ -196,12 +239,11 @@ class ServingService:
 
     def _endpoint(self, deployment: Deployment, version: ModelVersion) -> Endpoint:
         config = deployment.config
-        spec = self.registry.artifact_spec(version, config.options)
         options_key = json.dumps({**version.options, **config.options}, sort_keys=True)
         endpoint = Endpoint(
             deployment=deployment,
             version=version,
-            spec=spec,
+            artifact=functools.partial(self.registry.artifact_spec, version, config.options),
             runtime_class=runtime_named(version.runtime),
             cache_key=(deployment.model_version_id, options_key),
             size=max(version.artifact_size * _MEMORY_FACTOR, _MIN_MODEL_BYTES),
@@ -242,14 +284,18 @@ class ServingService:
             return
         endpoint.deployment.status = status
         endpoint.deployment.error = error
-        async with self.db.session() as session:
-            await deployments_repo.set_status(
-                session=session,
-                deployment_id=endpoint.deployment.id,
-                status=status.value,
-                error=error,
-            )
-            await session.commit()
+        try:
+            async with self.db.session() as session:
+                await deployments_repo.set_status(
+                    session=session,
+                    deployment_id=endpoint.deployment.id,
+                    status=status.value,
+                    error=error,
+                )
+                await session.commit()
+        except OpenMaaSError as exc:
+            # This process serves by its in-memory status; the stored one catches up later.
+            logger.warning("could not store the status of %s: %s", endpoint.name, exc.message)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

@@ -252,3 +252,13 @@ async def registry_counts(*, session: AsyncSession) -> dict[str, Any]:
         )
     )
     return {"models": models or 0, "versions": versions or 0, "deployments": by_status}
+
+
+async def artifact_rows(*, session: AsyncSession) -> list[tuple[str, str, int]]:
+    """(key, sha256, size) of every registered version's artifact, oldest first."""
+    query = select(
+        ModelVersionRow.artifact_path,
+        ModelVersionRow.artifact_sha256,
+        ModelVersionRow.artifact_size,
+    ).order_by(ModelVersionRow.id)
+    return [(str(k), str(h), int(n)) for k, h, n in await session.execute(query)]
