@@ -8,12 +8,17 @@ One V2 request on ``binary_classifier``, side by side with wrk, four ways:
 * an application key on a plan with rate limits, counted in memory, metered;
 * the same with the limits counted in Redis (``OPENMAAS_REDIS_URL``).
 
+And one ``/v1/chat/completions`` in front of a canned backend (``fast_backend.py``) on a
+plan with request and token limits (the prompt counted, a reservation taken and settled),
+in memory and in Redis.
+
 Run from the repository root: ``.venv/bin/python -m benchmarks.policy_cost``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
@@ -37,7 +42,14 @@ from openmaas.settings import Settings
 
 BARE = "/bare/v2/models/"
 PASSWORD = "benchmark password 1"
-PLAN = {"requests_per_minute": 100_000_000, "requests_per_day": 1_000_000_000}
+PLAN = {
+    "requests_per_minute": 100_000_000,
+    "requests_per_day": 1_000_000_000,
+    # Token limits apply to /v1 only: V2 requests count against the request limits.
+    "tokens_per_minute": 10**12,
+    "output_tokens_per_day": 10**13,
+}
+CHAT = {"model": "echo", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
 
 
 class WithoutPolicy:
@@ -92,14 +104,19 @@ def start_server(directory: Path, redis_url: str | None) -> tuple[subprocess.Pop
     return process, url
 
 
-def provision(url: str, model_file: Path) -> str:
-    """Deploy the model, and give a developer an application on a limited plan: its key."""
+def provision(url: str, model_file: Path, backend: str) -> str:
+    """Deploy the models, and give a developer an application on a limited plan: its key."""
     auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    endpoint = model_file.parent / "echo.openai.json"
+    endpoint.write_text(json.dumps({"base_url": f"{backend}/v1", "model": "echo"}))
     with Client(url, ADMIN_KEY) as client:
         client.register("binary_classifier", model_file, task="classification")
+        client.register("echo", endpoint, task="text-generation")
     with httpx.Client(base_url=url, headers=auth, timeout=60) as admin:
         deploy = {"model_name": "binary_classifier", "endpoint_name": "binary_classifier"}
         admin.post("/deployments/deploy", json=deploy).raise_for_status()
+        chat = {"model_name": "echo", "endpoint_name": "echo", "max_concurrency": 1000}
+        admin.post("/deployments/deploy", json=chat).raise_for_status()
         admin.post("/plans", json={"name": "bench", "models": ["*"], **PLAN}).raise_for_status()
         user = {"username": "bench", "email": "bench@example.org", "password": PASSWORD}
         admin.post("/admin/users", json=user).raise_for_status()
@@ -122,30 +139,48 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="openmaas-policy-"))
     model_file, _ = train_binary_classifier(work)
+    backend_port = free_port()
+    backend = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "fast_backend.py"), str(backend_port)]
+    )
     memory, memory_url = start_server(work / "memory", None)
     redis, redis_url = start_server(work / "redis", args.redis_url)
     try:
-        memory_key = provision(memory_url, model_file)
-        redis_key = provision(redis_url, model_file)
+        backend_url = f"http://127.0.0.1:{backend_port}"
+        memory_key = provision(memory_url, model_file, backend_url)
+        redis_key = provision(redis_url, model_file, backend_url)
         infer = "/v2/models/binary_classifier/infer"
+        chat = "/v1/chat/completions"
         variants = [
-            ("no policy", memory_url + BARE + "binary_classifier/infer", None),
-            ("admin key: authentication, metering", memory_url + infer, ADMIN_KEY),
-            ("application key, plan limits in memory, metering", memory_url + infer, memory_key),
-            ("application key, plan limits in Redis, metering", redis_url + infer, redis_key),
+            ("no policy", memory_url + BARE + "binary_classifier/infer", None, BODY),
+            ("admin key: authentication, metering", memory_url + infer, ADMIN_KEY, BODY),
+            (
+                "application key, plan limits in memory, metering",
+                memory_url + infer,
+                memory_key,
+                BODY,
+            ),
+            (
+                "application key, plan limits in Redis, metering",
+                redis_url + infer,
+                redis_key,
+                BODY,
+            ),
+            ("/v1 chat, request and token limits in memory", memory_url + chat, memory_key, CHAT),
+            ("/v1 chat, request and token limits in Redis", redis_url + chat, redis_key, CHAT),
         ]
         results: dict[tuple[str, int], list[dict[str, float]]] = {}
         for concurrency in (1, 32):
             # Rounds interleave the variants, so drifting background load hits them alike.
             for _ in range(args.rounds):
-                for name, target, key in variants:
+                for name, target, key, body in variants:
                     headers = {"Authorization": f"Bearer {key}"} if key else {}
                     result = wrk(
-                        target, BODY, concurrency=concurrency, seconds=args.seconds, headers=headers
+                        target, body, concurrency=concurrency, seconds=args.seconds, headers=headers
                     )
                     results.setdefault((name, concurrency), []).append(result)
     finally:
-        for process in (memory, redis):
+        for process in (memory, redis, backend):
             process.terminate()
             process.wait(timeout=30)
     print(median_table(results, first="request"))

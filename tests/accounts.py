@@ -74,6 +74,10 @@ class Factory:
             client.close()
 
 
-def infer(client: httpx.Client, key: str | None, model: str = "any", **body: Any) -> httpx.Response:
+ROW = [0.5, 0.8, 0.2]
+
+
+def infer(client: httpx.Client, key: str | None, model: str) -> httpx.Response:
+    """One prediction of a deployed classifier (``classifiers`` fixture) through /predict."""
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    return client.post(f"/test-infer/{model}", json=body, headers=headers)
+    return client.post("/predict", json={"model_name": model, "input": ROW}, headers=headers)

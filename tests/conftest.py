@@ -9,10 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openmaas.app import create_app
 from openmaas.settings import Settings
 from tests.accounts import Developer, Factory
-from tests.gated import create_gated_app
+from tests.models import classifier
 from tests.servers import ServerThread, postgres_database, running
+from tests.serving.helpers import deploy, register_estimator
 
 # Rich sizes tables to the terminal; CLI output in tests must not wrap names.
 os.environ.setdefault("COLUMNS", "240")
@@ -58,14 +60,29 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     settings = make_settings(tmp_path_factory.mktemp("platform"), database_url)
-    # The platform's app plus a stand-in inference route that goes through the gate.
-    with running(create_gated_app(settings)) as server:
+    with running(create_app(settings)) as server:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with (
             httpx.Client(base_url=server.url, headers=headers, timeout=60) as admin,
             httpx.Client(base_url=server.url, timeout=60) as anonymous,
         ):
             yield Platform(server.url, settings, server, admin, anonymous)
+
+
+@pytest.fixture(scope="session")
+def classifiers(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Two scikit-learn classifiers deployed on the shared platform: their names.
+
+    Access and metering tests call them through ``/predict`` (``tests.accounts.infer``).
+    """
+    directory = tmp_path_factory.mktemp("classifiers")
+    names = []
+    for seed in (0, 1):
+        name = f"clf_{secrets.token_hex(4)}"
+        register_estimator(platform.admin, name, classifier(seed=seed), directory)
+        deploy(platform.admin, name, endpoint_name=name)
+        names.append(name)
+    return names
 
 
 @pytest.fixture

@@ -64,7 +64,13 @@ def test_demo_creates_plans_and_dev1_with_an_application_and_key(tmp_path: Path)
                 {"authorization": f"Bearer {first.developer_key}"}, "binary_classifier"
             )
             assert admission.plan == "pro" and admission.application_id is not None
-            assert admission.headers["X-RateLimit-Limit"] == "10"
+            reservation = await platform.gate.reserve(admission)
+            assert reservation.headers()["X-RateLimit-Limit"] == "10"
+            tiny = await platform.gate.admit(
+                {"authorization": f"Bearer {first.developer_key}"}, "tiny-chat"
+            )
+            assert tiny.terms is not None and tiny.terms.rule_name == "tiny models"
+            assert tiny.terms.limit("requests_per_minute") == 60
         finally:
             await platform.stop()
 

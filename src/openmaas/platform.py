@@ -11,12 +11,12 @@ from openmaas.access import (
     AccountService,
     ApplicationService,
     AuditLog,
-    Limiter,
     OidcClient,
     PlanService,
     SessionCodec,
     SnapshotStore,
 )
+from openmaas.access.limiter import make_limiter
 from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore, open_artifact_store
 from openmaas.health import Health, wait_for_database
@@ -69,8 +69,11 @@ class Platform:
         snapshots = SnapshotStore(db, refresh_seconds=settings.access_refresh_seconds)
         sessions = SessionCodec(session_secret(settings), max_age=settings.session_max_age)
         access = AccessService(db, snapshots, sessions, admin_key=settings.admin_key)
-        limiter = Limiter(
-            settings.redis_url, prefix=settings.redis_prefix, fail_open=settings.limits_fail_open
+        limiter = make_limiter(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            reservation_ttl=settings.reservation_ttl_seconds,
+            fail_open=settings.limits_fail_open,
         )
         registry = RegistryService(db, artifacts)
         serving = ServingService(

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     redis_prefix: str = "openmaas"
     """Prefix of every Redis key OpenMaaS writes; lets several platforms share one Redis."""
 
+    reservation_ttl_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long a token reservation holds budget without news from its request: requests
+    still running renew it every half of this, so only the hold of a worker or replica
+    that died mid-request lingers, for at most this long."""
+
     signup: Literal["open", "approval", "closed"] = "open"
     """Self sign-up: open, open but each new account waits for an admin, or closed."""
 

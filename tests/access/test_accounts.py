@@ -7,9 +7,9 @@ import secrets
 import httpx
 import pytest
 
+from openmaas.app import create_app
 from tests.accounts import PASSWORD, Factory
 from tests.conftest import Platform, make_settings
-from tests.gated import create_gated_app
 from tests.servers import running
 
 
@@ -140,7 +140,7 @@ def test_forged_session_cookies_are_401(make: Factory, cookie: bytes) -> None:
 def test_signup_modes(tmp_path_factory: pytest.TempPathFactory) -> None:
     for mode, status in (("approval", 201), ("closed", 403)):
         settings = make_settings(tmp_path_factory.mktemp(mode), signup=mode)
-        with running(create_gated_app(settings)) as server, httpx.Client(base_url=server.url) as c:
+        with running(create_app(settings)) as server, httpx.Client(base_url=server.url) as c:
             response = _signup(c, "someone")
             assert response.status_code == status, response.text
             if mode == "closed":

@@ -8,11 +8,16 @@ import time
 import httpx
 import pytest
 
-from tests.accounts import Factory, infer
+from tests.accounts import ROW, Factory, infer
 from tests.conftest import ADMIN_KEY, Platform
 
 
-def test_keys_are_shown_once_and_work_in_every_documented_place(make: Factory) -> None:
+@pytest.fixture
+def model(classifiers: list[str]) -> str:
+    return classifiers[0]
+
+
+def test_keys_are_shown_once_and_work_in_every_documented_place(make: Factory, model: str) -> None:
     developer = make.developer()
     plan = make.plan()
     app = developer.application(plan)
@@ -33,9 +38,11 @@ def test_keys_are_shown_once_and_work_in_every_documented_place(make: Factory) -
         {"Authorization": f"Basic {basic_user}"},
         {"Authorization": f"Basic {basic_password}"},
     ):
-        response = client.post("/test-infer/m", headers=headers)
+        response = client.post(
+            "/predict", json={"model_name": model, "input": ROW}, headers=headers
+        )
         assert response.status_code == 200, response.text
-        assert response.json() == {"model": "m", "application_id": app["id"], "plan": plan}
+        assert response.json()["model_name"] == model
 
 
 @pytest.mark.parametrize(
@@ -53,25 +60,26 @@ def test_keys_are_shown_once_and_work_in_every_documented_place(make: Factory) -
         {"X-API-Key": "om_12345678_" + "a" * 43},
     ],
 )
-def test_wrong_or_malformed_credentials_are_401(make: Factory, headers: dict) -> None:
-    response = make.client().post("/test-infer/m", headers=headers)
+def test_wrong_or_malformed_credentials_are_401(make: Factory, model: str, headers: dict) -> None:
+    body = {"model_name": model, "input": ROW}
+    response = make.client().post("/predict", json=body, headers=headers)
     assert response.status_code == 401, response.text
     assert response.json()["code"] in {"missing_credentials", "invalid_credentials"}
 
 
-def test_revocation_rotation_and_expiry(make: Factory) -> None:
+def test_revocation_rotation_and_expiry(make: Factory, model: str) -> None:
     developer, app_id, key = make.key_for()
     client = make.client()
-    assert infer(client, key).status_code == 200
+    assert infer(client, key, model).status_code == 200
     keys = developer.client.get(f"/applications/{app_id}/keys").json()["keys"]
     rotated = developer.client.post(f"/applications/{app_id}/keys/{keys[0]['id']}/rotate")
     assert rotated.status_code == 201, rotated.text
     new_key = rotated.json()["key"]
-    assert infer(client, key).status_code == 401
-    assert infer(client, new_key).status_code == 200
+    assert infer(client, key, model).status_code == 401
+    assert infer(client, new_key, model).status_code == 200
     revoked = developer.client.delete(f"/applications/{app_id}/keys/{rotated.json()['id']}")
     assert revoked.status_code == 200 and revoked.json()["revoked"] is True
-    assert infer(client, new_key).status_code == 401
+    assert infer(client, new_key, model).status_code == 401
 
     expiring = developer.client.post(
         f"/applications/{app_id}/keys",
@@ -80,9 +88,9 @@ def test_revocation_rotation_and_expiry(make: Factory) -> None:
             "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2)),
         },
     ).json()
-    assert infer(client, expiring["key"]).status_code == 200
+    assert infer(client, expiring["key"], model).status_code == 200
     time.sleep(2.2)
-    response = infer(client, expiring["key"])
+    response = infer(client, expiring["key"], model)
     assert response.status_code == 401 and response.json()["code"] == "key_expired"
     past = developer.client.post(
         f"/applications/{app_id}/keys", json={"expires_at": "2001-01-01T00:00:00Z"}
@@ -90,9 +98,9 @@ def test_revocation_rotation_and_expiry(make: Factory) -> None:
     assert past.status_code == 400 and past.json()["code"] == "invalid_expiry"
 
 
-def test_last_used_is_written_in_batches(platform: Platform, make: Factory) -> None:
+def test_last_used_is_written_in_batches(platform: Platform, make: Factory, model: str) -> None:
     developer, app_id, key = make.key_for()
-    assert infer(make.client(), key).status_code == 200
+    assert infer(make.client(), key, model).status_code == 200
     deadline = time.monotonic() + platform.settings.usage_flush_seconds + 5
     while time.monotonic() < deadline:
         keys = developer.client.get(f"/applications/{app_id}/keys").json()["keys"]
@@ -102,8 +110,11 @@ def test_last_used_is_written_in_batches(platform: Platform, make: Factory) -> N
     assert keys[0]["last_used_at"]
 
 
-def test_plan_models_status_and_approval(platform: Platform, make: Factory) -> None:
-    plan = make.plan(models=["llama-*", "binary_classifier"], approval_required=True)
+def test_plan_models_status_and_approval(
+    platform: Platform, make: Factory, classifiers: list[str]
+) -> None:
+    model, other = classifiers
+    plan = make.plan(models=["llama-*", model], approval_required=True)
     developer = make.developer()
     app = developer.application(plan)
     assert app["status"] == "pending"
@@ -116,33 +127,34 @@ def test_plan_models_status_and_approval(platform: Platform, make: Factory) -> N
     assert refused.status_code == 403
     approved = platform.admin.patch(f"/applications/{app['id']}", json={"status": "active"})
     assert approved.status_code == 200 and approved.json()["status"] == "active"
-    assert infer(client, key, "llama-3").status_code == 200
-    assert infer(client, key, "binary_classifier").status_code == 200
-    outside = infer(client, key, "gpt-4")
+    assert infer(client, key, model).status_code == 200
+    outside = infer(client, key, other)
     assert outside.status_code == 403 and outside.json()["code"] == "model_not_in_plan"
     platform.admin.patch(f"/applications/{app['id']}", json={"status": "suspended"})
     response = infer(client, key, "llama-3")
     assert response.status_code == 403 and response.json()["code"] == "application_suspended"
 
 
-def test_plan_changes_apply_at_once(platform: Platform, make: Factory) -> None:
-    plan = make.plan(models=["a"])
+def test_plan_changes_apply_at_once(
+    platform: Platform, make: Factory, classifiers: list[str]
+) -> None:
+    plan = make.plan(models=[classifiers[0]])
     _developer, _app_id, key = make.key_for(plan)
     client = make.client()
-    assert infer(client, key, "b").status_code == 403
+    assert infer(client, key, classifiers[1]).status_code == 403
     assert platform.admin.patch(f"/plans/{plan}", json={"models": ["*"]}).status_code == 200
-    assert infer(client, key, "b").status_code == 200
+    assert infer(client, key, classifiers[1]).status_code == 200
 
 
 def test_admins_pass_without_limits_and_personal_keys_do_not_call_models(
-    platform: Platform, make: Factory
+    platform: Platform, make: Factory, model: str
 ) -> None:
     client = make.client()
-    response = infer(client, ADMIN_KEY)
+    response = infer(client, ADMIN_KEY, model)
     assert response.status_code == 200 and "x-ratelimit-limit" not in response.headers
     developer = make.developer()
     personal = developer.client.post("/me/keys", json={"name": "cli"}).json()["key"]
-    response = infer(client, personal)
+    response = infer(client, personal, model)
     assert response.status_code == 403 and response.json()["code"] == "application_key_required"
     # ...and an application's key does not manage anything.
     _developer, _app, app_key = make.key_for()
@@ -150,12 +162,12 @@ def test_admins_pass_without_limits_and_personal_keys_do_not_call_models(
     assert response.status_code == 403 and response.json()["code"] == "application_key"
 
 
-def test_developers_are_isolated(platform: Platform, make: Factory) -> None:
+def test_developers_are_isolated(platform: Platform, make: Factory, model: str) -> None:
     alice, bob = make.developer("alice"), make.developer("bob")
     plan = make.plan()
     app = alice.application(plan)
     key_id = alice.client.post(f"/applications/{app['id']}/keys", json={}).json()["id"]
-    assert infer(make.client(), alice.key(app["id"])).status_code == 200
+    assert infer(make.client(), alice.key(app["id"]), model).status_code == 200
 
     assert bob.client.get("/applications").json()["applications"] == []
     for method, path, body in (
@@ -218,10 +230,10 @@ def test_raw_garbage_bodies(make: Factory) -> None:
     assert huge.status_code == 413
 
 
-def test_delete_application_kills_its_keys(make: Factory) -> None:
+def test_delete_application_kills_its_keys(make: Factory, model: str) -> None:
     developer, app_id, key = make.key_for()
     assert developer.client.delete(f"/applications/{app_id}").status_code == 204
-    assert infer(make.client(), key).status_code == 401
+    assert infer(make.client(), key, model).status_code == 401
 
 
 def test_requests_from_the_admin_key_need_an_owner(platform: Platform) -> None:
@@ -232,6 +244,6 @@ def test_requests_from_the_admin_key_need_an_owner(platform: Platform) -> None:
 
 def test_a_real_client_never_sees_500(make: Factory) -> None:
     with httpx.Client(base_url=make.url) as client:
-        for path in ("/test-infer/x", "/applications", "/me", "/usage", "/billing/statements"):
+        for path in ("/predict", "/applications", "/me", "/usage", "/billing/statements"):
             response = client.get(path)
             assert response.status_code < 500

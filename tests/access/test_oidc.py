@@ -10,10 +10,10 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
+from openmaas.app import create_app
 from tests.access.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 from tests.accounts import PASSWORD
 from tests.conftest import ADMIN_KEY, make_settings
-from tests.gated import create_gated_app
 from tests.servers import ServerThread, running
 
 
@@ -36,7 +36,7 @@ def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSO]:
             oidc_client_id=CLIENT_ID,
             oidc_client_secret=CLIENT_SECRET,
         )
-        with running(create_gated_app(settings)) as server:
+        with running(create_app(settings)) as server:
             yield SSO(provider, server.url)
     finally:
         idp.stop()
@@ -121,6 +121,6 @@ def test_open_redirects_are_not_followed(sso: SSO) -> None:
 
 def test_without_configuration_sso_is_404(tmp_path_factory: pytest.TempPathFactory) -> None:
     settings = make_settings(tmp_path_factory.mktemp("nosso"))
-    with running(create_gated_app(settings)) as server:
+    with running(create_app(settings)) as server:
         response = httpx.get(f"{server.url}/auth/oidc/login")
         assert response.status_code == 404 and response.json()["code"] == "sso_disabled"

@@ -286,3 +286,29 @@ def test_a_model_route_behind_the_openai_api(platform: Platform, models: dict) -
     status = platform.admin.get(f"/routes/{route}").json()["status"]
     tried = {d["name"]: d for d in status["destinations"]}
     assert tried[models["broken"]]["failures"] == 4  # 2 tries for each of the 2 requests
+
+
+def test_a_local_model_is_capped_to_its_token_budget(
+    platform: Platform, models: dict, make: Factory
+) -> None:
+    """The in-process model gets the lowered max_tokens: its prompt counted exactly."""
+    _developer, _app, key = make.key_for(
+        make.plan(
+            models=[models["tiny"]],
+            **{
+                "output_tokens_per_minute": 3,
+            },
+        )
+    )
+    client = _client(platform, key)
+    answer = client.chat.completions.create(
+        model=models["tiny"], messages=[{"role": "user", "content": "hi"}], max_tokens=8, seed=1
+    )
+    assert answer.usage is not None and answer.usage.completion_tokens <= 3
+    if answer.usage.completion_tokens == 3:
+        assert answer.choices[0].finish_reason == "length"
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(
+                model=models["tiny"], messages=[{"role": "user", "content": "hi"}]
+            )
+        assert "output_tokens_per_minute" in refused.value.message

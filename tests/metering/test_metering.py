@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from openmaas.app import create_app
 from openmaas.metering import UsageEvent, UsageRecorder
 from openmaas.platform import Platform as Services
+from openmaas.testing import FakeOpenAI
+from tests.access.budgets import PROMPT, remote_model, unique
 from tests.accounts import Factory, infer
 from tests.conftest import ADMIN_KEY, Platform, make_settings
-from tests.gated import create_gated_app
+from tests.models import classifier
 from tests.servers import running
+from tests.serving.helpers import deploy, register_estimator
 
 
 def _wait_for_usage(client: httpx.Client, expected: int, **params: object) -> list[dict]:
@@ -28,25 +33,28 @@ def _wait_for_usage(client: httpx.Client, expected: int, **params: object) -> li
     raise AssertionError(f"usage never reached {expected}: {rows}")
 
 
-def test_usage_by_application_model_and_day_and_csv(platform: Platform, make: Factory) -> None:
-    plan = make.plan(models=["a", "b"], requests_per_minute=4)
+def test_usage_by_application_model_and_day_and_csv(
+    platform: Platform, make: Factory, classifiers: list[str]
+) -> None:
+    a, b = classifiers
+    plan = make.plan(models=[a, b], requests_per_minute=4)
     developer = make.developer()
     app = developer.application(plan)
     key = developer.key(app["id"])
     client = make.client()
-    for model, tokens in (("a", 10), ("a", 20), ("b", 5)):
-        assert infer(client, key, model, input_tokens=tokens, output_tokens=1).status_code == 200
+    for model in (a, a, b):
+        assert infer(client, key, model).status_code == 200
     assert infer(client, key, "c").status_code == 403
-    assert infer(client, key, "a").status_code == 200
-    assert infer(client, key, "a").status_code == 429
+    assert infer(client, key, a).status_code == 200
+    assert infer(client, key, a).status_code == 429
 
     rows = _wait_for_usage(developer.client, 6, group_by="application,model,status")
     by = {(r["model"], r["status"]): r for r in rows}
     assert all(r["application"] == app["id"] for r in rows)
-    assert by[("a", 200)]["requests"] == 3
-    assert by[("a", 200)]["input_tokens"] == 30 and by[("a", 200)]["output_tokens"] == 2
-    assert by[("b", 200)]["total_tokens"] == 6
-    assert by[("a", 429)]["errors"] == 1 and by[("a", 429)]["error_rate"] == 1.0
+    assert by[(a, 200)]["requests"] == 3
+    assert by[(a, 200)]["input_tokens"] == 0 and by[(b, 200)]["total_tokens"] == 0
+    assert by[(a, 429)]["errors"] == 1 and by[(a, 429)]["error_rate"] == 1.0
+    assert by[("c", 403)]["requests"] == 1
 
     daily = developer.client.get("/usage").json()
     assert daily["group_by"] == ["application", "model", "day"]
@@ -56,28 +64,41 @@ def test_usage_by_application_model_and_day_and_csv(platform: Platform, make: Fa
     exported = developer.client.get("/usage.csv", params={"group_by": "model"})
     assert exported.headers["content-type"].startswith("text/csv")
     table = {row["model"]: row for row in csv.DictReader(io.StringIO(exported.text))}
-    assert table["a"]["requests"] == "4" and table["b"]["input_tokens"] == "5"
+    assert table[a]["requests"] == "4" and table[b]["requests"] == "1"
 
-    top = platform.admin.get("/admin/usage/top", params={"by": "application"}).json()["top"]
+    # Other tests of the session have heavier applications: ask for enough of them.
+    params = {"by": "application", "metric": "requests", "limit": 1000}
+    top = platform.admin.get("/admin/usage/top", params=params).json()["top"]
     assert app["id"] in {row["application"] for row in top}
 
 
-def test_billing_statement(platform: Platform, make: Factory) -> None:
+@pytest.fixture(scope="module")
+def echo(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A remote chat model (the fake upstream) whose tokens are words."""
+    with FakeOpenAI() as fake:
+        directory = tmp_path_factory.mktemp("metering")
+        yield remote_model(platform.admin, unique("metered"), fake.url, "echo", directory)
+
+
+def test_billing_statement(platform: Platform, make: Factory, echo: str) -> None:
     plan = make.plan(
         price_per_request=0.01, price_per_1k_input_tokens=0.5, price_per_1k_output_tokens=1.5
     )
     developer, app_id, key = make.key_for(plan)
-    client = make.client()
+    client = make.client(Authorization=f"Bearer {key}")
+    body = {"model": echo, "messages": [{"role": "user", "content": PROMPT}]}
     for _ in range(3):
-        infer(client, key, input_tokens=1000, output_tokens=2000)
+        answer = client.post("/v1/chat/completions", json=body).json()
+        # The fake counts words: 30 in the prompt, 32 in "You said: ..."
+        assert answer["usage"] == {"prompt_tokens": 30, "completion_tokens": 32, "total_tokens": 62}
     _wait_for_usage(developer.client, 3)
     statement = developer.client.get("/billing/statements").json()
     assert statement["month"] == datetime.now(UTC).strftime("%Y-%m")
     [account] = statement["accounts"]
     [line] = account["applications"]
     assert line["application_id"] == app_id and line["billable_requests"] == 3
-    assert line["charges"] == {"requests": 0.03, "input_tokens": 1.5, "output_tokens": 9.0}
-    assert account["total"] == pytest.approx(10.53)
+    assert line["charges"] == {"requests": 0.03, "input_tokens": 0.045, "output_tokens": 0.144}
+    assert account["total"] == pytest.approx(0.219)
     everyone = platform.admin.get("/billing/statements").json()
     assert developer.user_id in {a["user_id"] for a in everyone["accounts"]}
     old = developer.client.get("/billing/statements", params={"month": "2001-01"}).json()
@@ -103,23 +124,29 @@ def test_admin_actions_are_audited(platform: Platform, make: Factory) -> None:
 
 def test_graceful_shutdown_loses_no_usage(tmp_path_factory: pytest.TempPathFactory) -> None:
     # An hour between flushes: only the final flush on shutdown can write the usage.
-    settings = make_settings(tmp_path_factory.mktemp("shutdown"), usage_flush_seconds=3600)
-    sent = 0
+    directory = tmp_path_factory.mktemp("shutdown")
+    settings = make_settings(directory, usage_flush_seconds=3600)
+    metered = 0
     with (
-        running(create_gated_app(settings)) as server,
+        running(create_app(settings)) as server,
         httpx.Client(
             base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
         ) as admin,
     ):
+        register_estimator(admin, "clf", classifier(), directory)
+        deploy(admin, "clf", endpoint_name="clf")
         make = Factory(server.url, admin)
         try:
             _developer, _app, key = make.key_for(requests_per_minute=50)
             client = make.client()
             for i in range(120):
-                infer(client, key if i % 10 else "om_bad_key", input_tokens=1)
-                sent += 1
+                response = infer(client, key if i % 10 else "om_bad_key", "clf")
+                # A caller nobody can name (401) has no account to meter.
+                if response.status_code != 401:
+                    metered += 1
         finally:
             make.close()
+    assert metered == 108
 
     async def count() -> int:
         services = Services.build(settings)
@@ -130,7 +157,7 @@ def test_graceful_shutdown_loses_no_usage(tmp_path_factory: pytest.TempPathFacto
         finally:
             await services.stop()
 
-    assert asyncio.run(count()) == sent
+    assert asyncio.run(count()) == metered
 
 
 def _admin():

@@ -129,6 +129,19 @@ def test_plans_are_created_and_checked(console: httpx.Client, platform: Platform
     )
     assert refused.status_code == 400 and "requests_per_minute" in refused.text
 
+    rules = '[{"models": ["llm-*"], "name": "llm", "output_tokens_per_minute": 500}]'
+    changed = submit(
+        console, "/console/plans", "/console/plans", name=name, models="*", rules=rules
+    )
+    assert changed.status_code == 303
+    plan = platform.admin.get(f"/plans/{name}").json()
+    assert plan["rules"] == [{"models": ["llm-*"], "name": "llm", "output_tokens_per_minute": 500}]
+    page = console.get("/console/plans").text
+    assert "output tokens per minute: 500" in page
+    for bad in ("[{", '[{"models": []}]'):
+        refused = submit(console, "/console/plans", "/console/plans", name=name, rules=bad)
+        assert refused.status_code == 400 and "rules" in refused.text
+
 
 def test_deploy_and_undeploy_from_the_console(
     platform: Platform, console: httpx.Client, unique_name: str, tmp_path: Path

@@ -37,6 +37,19 @@ def test_anonymous_visitors_are_sent_to_the_login(platform: Platform):
         assert login.status_code == 200 and "<form" in login.text
 
 
+def test_plans_page_shows_limits_prices_and_rules_to_anyone(
+    platform: Platform, make: Factory
+) -> None:
+    rule = {"models": ["tiny-*"], "name": "tiny", "tokens_per_minute": 9000}
+    name = make.plan(requests_per_minute=77, price_per_1k_output_tokens=1.25, rules=[rule])
+    page = platform.anonymous.get("/portal/plans")
+    assert page.status_code == 200
+    section = page.text.split(f'id="plan-{name}"')[1].split("</article>")[0]
+    assert "requests per minute</dt><dd>77" in section
+    assert "price per 1k output tokens</dt><dd>1.25" in section
+    assert "tiny-*" in section and "tokens per minute: 9,000" in section
+
+
 def test_wrong_login_does_not_say_who_exists(platform: Platform, make: Factory):
     developer = make.developer()
     with visitor(platform.url) as client:

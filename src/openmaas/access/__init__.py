@@ -4,8 +4,8 @@ from openmaas.access.accounts import AccountService
 from openmaas.access.applications import ApplicationService
 from openmaas.access.audit import AuditLog
 from openmaas.access.credentials import credential_from_headers
-from openmaas.access.gate import AccessGate, Admission, Attribution
-from openmaas.access.limiter import Limiter
+from openmaas.access.gate import AccessGate, Admission, Attribution, Reservation
+from openmaas.access.limiter import Demand, Limiter
 from openmaas.access.oidc import OidcClient
 from openmaas.access.plans import PlanService
 from openmaas.access.service import AccessService
@@ -20,9 +20,11 @@ __all__ = [
     "ApplicationService",
     "Attribution",
     "AuditLog",
+    "Demand",
     "Limiter",
     "OidcClient",
     "PlanService",
+    "Reservation",
     "SessionCodec",
     "SnapshotStore",
     "credential_from_headers",

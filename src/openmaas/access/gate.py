@@ -1,30 +1,33 @@
 """The inference gate: who may call which model, how often, and at what token cost.
 
-``admit`` runs on every inference request before the model does, reading only the
-in-memory snapshot (and the limit counters: process memory, or Redis when shared).
-Request limits are counted at admission; token limits are checked at admission against
-what earlier responses spent, and charged by ``charge_tokens`` once a response's real
-token count is known, so the request that crosses a token limit completes and the next
-one gets 429.
+``admit`` runs on every inference request before anything else and reads only the
+in-memory snapshot: the key, the application, the plan and the terms that apply to the
+model (``Plan.terms_for``). ``reserve`` then takes what the request needs from every
+limit in force in one atomic step of the limiter (process memory, or Redis when shared):
+one request, and for a language model its prompt's tokens and an output allowance that
+the caller caps the model's output to. ``settle`` counts what was really used once the
+answer is complete and returns the rest of the reservation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import calendar
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from openmaas.access.credentials import credential_from_headers, hash_key
-from openmaas.access.limiter import Limiter, WindowState
+from openmaas.access.limiter import SPANS, Counter, Demand, Hold, Limiter, WindowState
 from openmaas.access.service import AccessService
 from openmaas.access.snapshot import SnapshotStore
 from openmaas.background import Periodic
 from openmaas.domain.accounts import Principal
 from openmaas.domain.applications import ApplicationStatus
 from openmaas.domain.errors import Forbidden, RateLimited, Unauthorized
-from openmaas.domain.plans import REQUEST_WINDOWS, TOKEN_WINDOWS, Plan
+from openmaas.domain.plans import Limit, Metric, PlanTerms
 from openmaas.store import Database, usage_repo, users_repo
 
 logger = logging.getLogger("openmaas.access")
@@ -36,7 +39,69 @@ class Admission:
     application_id: int | None  # None for admins calling without an application key
     key_id: int | None
     plan: str | None
-    headers: dict[str, str]  # X-RateLimit-Limit/Remaining/Reset to add to the response
+    terms: PlanTerms | None = None  # what applies to the model; None: no plan (admins)
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What ``reserve`` took: the output allowance and the state of every limit counted."""
+
+    allowance: int  # output tokens the request may generate, all its choices together
+    limits: tuple[Limit, ...] = ()
+    states: tuple[WindowState, ...] = ()
+    hold: Hold | None = None
+    renewal: asyncio.TimerHandle | None = None
+    settled: bool = False
+    caps_output: bool = field(default=False)
+    """Whether an output or total token limit applies: the model must be capped."""
+
+    def headers(self) -> dict[str, str]:
+        """X-RateLimit-* of the request limit with the least left (none without one)."""
+        tightest = self._tightest(tokens=False)
+        return rate_limit_headers(tightest[1]) if tightest else {}
+
+    def openai_headers(self, input_tokens: int = -1, output_tokens: int = 0) -> dict[str, str]:
+        """OpenAI's ``x-ratelimit-*`` headers; with the tokens used, after settling."""
+        headers: dict[str, str] = {}
+        requests = self._tightest(tokens=False)
+        if requests:
+            state = requests[1]
+            headers["x-ratelimit-limit-requests"] = str(state.limit)
+            headers["x-ratelimit-remaining-requests"] = str(max(0, state.remaining))
+            headers["x-ratelimit-reset-requests"] = f"{state.reset_after}s"
+        tokens = self._tightest(tokens=True, input_tokens=input_tokens, output=output_tokens)
+        if tokens:
+            remaining, state = tokens
+            headers["x-ratelimit-limit-tokens"] = str(state.limit)
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, remaining))
+            headers["x-ratelimit-reset-tokens"] = f"{state.reset_after}s"
+        return headers
+
+    def _tightest(
+        self, *, tokens: bool, input_tokens: int = -1, output: int = 0
+    ) -> tuple[int, WindowState] | None:
+        best: tuple[int, WindowState] | None = None
+        # The hold lists the token limits' amounts in the order of ``limits``.
+        held = iter(self.hold.amounts if self.hold else ())
+        for limit, state in zip(self.limits, self.states, strict=True):
+            if limit.counts_tokens != tokens:
+                continue
+            remaining = state.remaining
+            if tokens:
+                amount = next(held, 0)
+                if input_tokens >= 0:
+                    remaining += amount - _spent(limit.metric, input_tokens, output)
+            if best is None or remaining < best[0]:
+                best = (remaining, state)
+        return best
+
+
+def _spent(metric: Metric, input_tokens: int, output_tokens: int) -> int:
+    if metric is Metric.INPUT_TOKENS:
+        return input_tokens
+    if metric is Metric.OUTPUT_TOKENS:
+        return output_tokens
+    return input_tokens + output_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +113,28 @@ class Attribution:
     key_id: int | None = None
 
 
-_month_cache: tuple[float, str] = (0.0, "")
+_month_cache: tuple[float, str, float, float] = (0.0, "", 0.0, 0.0)
 
 
-def _month(now: datetime | None = None) -> str:
+def _month() -> tuple[str, float, float]:
+    """This UTC month: "YYYY-MM", its start (POSIX) and its length in seconds."""
     global _month_cache
-    if now is not None:
-        return now.strftime("%Y-%m")
-    # Formatting a date on every request shows up in profiles; the month changes rarely.
+    # Working the month out on every request shows up in profiles; it changes rarely.
     clock = time.monotonic()
     if clock - _month_cache[0] > 1.0:
-        _month_cache = (clock, datetime.now(UTC).strftime("%Y-%m"))
-    return _month_cache[1]
+        now = datetime.now(UTC)
+        start = datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()
+        days = calendar.monthrange(now.year, now.month)[1]
+        _month_cache = (clock, now.strftime("%Y-%m"), start, days * 86400.0)
+    return _month_cache[1], _month_cache[2], _month_cache[3]
+
+
+def _counter(application_id: int, limit: Limit) -> Counter:
+    key = f"{application_id}:{limit.scope}:{limit.name}:{limit.amount}"
+    if limit.window == "month":
+        month, start, length = _month()
+        return Counter(f"{key}:{month}", limit.metric, limit.amount, length, start)
+    return Counter(key, limit.metric, limit.amount, SPANS[limit.window])
 
 
 def rate_limit_headers(state: WindowState) -> dict[str, str]:
@@ -70,16 +145,44 @@ def rate_limit_headers(state: WindowState) -> dict[str, str]:
     }
 
 
-def _limited(state: WindowState, limit_name: str) -> RateLimited:
-    headers = {"Retry-After": str(state.reset_after), **rate_limit_headers(state)}
-    headers["X-RateLimit-Remaining"] = "0"
+def _window_seconds(limit: Limit) -> int:
+    return int(_month()[2] if limit.window == "month" else SPANS[limit.window])
+
+
+def _limited(limit: Limit, state: WindowState, demand: Demand | None) -> RateLimited:
+    """The 429 for a limit that cannot give what the request needs."""
+    retry = state.reset_after
+    remaining = max(0, state.remaining)
+    if limit.metric is Metric.REQUESTS:
+        message = f"{limit.name} limit of {limit.amount} reached"
+    else:
+        prompt = demand.input_tokens if demand else 0
+        least = demand.least_output if demand and demand.output_tokens > 0 else 0
+        needed = {
+            Metric.INPUT_TOKENS: prompt,
+            Metric.OUTPUT_TOKENS: least,
+            Metric.TOTAL_TOKENS: prompt + least,
+        }[limit.metric]
+        message = (
+            f"{limit.name} limit of {limit.amount} reached: {remaining} tokens left, "
+            f"the request needs at least {needed}"
+        )
+    unit = "" if limit.metric is Metric.REQUESTS else ';openmaas-unit="tokens"'
+    headers = {
+        "Retry-After": str(retry),
+        **rate_limit_headers(state),
+        "RateLimit-Policy": (f'"{limit.name}";q={limit.amount};w={_window_seconds(limit)}{unit}'),
+        "RateLimit": f'"{limit.name}";r={remaining};t={retry}',
+    }
     return RateLimited(
-        f"{limit_name.replace('_', ' ')} limit of {state.limit} reached; "
-        f"retry in {state.reset_after} s",
+        f"{message}; retry in {retry} s",
         code="rate_limited",
-        details={"limit": limit_name, "retry_after": state.reset_after},
+        details={"limit": limit.name, "remaining": remaining, "retry_after": retry},
         headers=headers,
     )
+
+
+_NO_TOKENS = Demand()
 
 
 def _hash_or_empty(headers: Mapping[str, str]) -> str:
@@ -104,6 +207,7 @@ class AccessGate:
         self.flush_seconds = flush_seconds
         # Keys' last-used times, written to the database in batches, not per request.
         self._last_used: dict[int, datetime] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._flusher = Periodic(
             "openmaas-key-last-used",
             flush_seconds,
@@ -119,7 +223,7 @@ class AccessGate:
             self._last_used[key.id] = datetime.now(UTC)
         if key is None or key.application_id is None:
             if principal.is_admin:
-                return Admission(principal, None, key.id if key else None, None, {})
+                return Admission(principal, None, key.id if key else None, None)
             raise Forbidden(
                 "personal keys manage the platform; call models with an application's key",
                 code="application_key_required",
@@ -140,8 +244,7 @@ class AccessGate:
                 code="model_not_in_plan",
                 details={"model": model_name, "plan": plan.name if plan else None},
             )
-        limit_headers = await self._enforce(plan, application.id)
-        return Admission(principal, application.id, key.id, plan.name, limit_headers)
+        return Admission(principal, application.id, key.id, plan.name, plan.terms_for(model_name))
 
     def model_filter(self, headers: Mapping[str, str]) -> Callable[[str], bool]:
         """Which models the caller's plan allows, without spending any limit (for listings).
@@ -185,74 +288,113 @@ class AccessGate:
             key.id if key else None,
         )
 
-    async def _enforce(self, plan: Plan, application_id: int) -> dict[str, str]:
-        app = str(application_id)
-        # Token limits first: they only read, so a refusal here consumes no request budget.
-        for name, window in TOKEN_WINDOWS:
-            amount = plan.limit(name)
-            if amount is not None:
-                state = await self.limiter.exhausted(amount, window, "tokens", app)
-                if state is not None:
-                    raise _limited(state, name)
-        if plan.monthly_token_quota is not None:
-            state = await self.limiter.exhausted(
-                plan.monthly_token_quota, "month", "quota", app, _month()
-            )
-            if state is not None:
-                raise _limited(state, "monthly_token_quota")
-        tightest: WindowState | None = None
-        for name, window in REQUEST_WINDOWS:
-            amount = plan.limit(name)
-            if amount is None:
-                continue
-            admitted, state = await self.limiter.hit(amount, window, "requests", app)
-            if not admitted:
-                raise _limited(state, name)
-            if tightest is None or state.remaining < tightest.remaining:
-                tightest = state
-        return rate_limit_headers(tightest) if tightest is not None else {}
+    async def reserve(self, admission: Admission, demand: Demand | None = None) -> Reservation:
+        """Take one request, and with a ``demand`` its tokens, from every limit in force.
 
-    async def charge_tokens(
-        self, admission: Admission, model_name: str, input_tokens: int, output_tokens: int
-    ) -> None:
-        """Charge a response's tokens; never raises (the response has already gone)."""
-        if admission.application_id is None:
+        Without a demand only the request limits count (a model that reads no tokens).
+        Raises ``RateLimited`` (nothing taken from any limit) when one cannot give what
+        the request needs: a request, the prompt, or the prompt and ``least_output``.
+        """
+        wanted = demand.output_tokens if demand is not None else 0
+        terms = admission.terms
+        if terms is None or admission.application_id is None:
+            return Reservation(wanted)
+        limits = terms.limits if demand is not None else terms.request_limits
+        if not limits:
+            return Reservation(wanted)
+        app = admission.application_id
+        counters = [_counter(app, limit) for limit in limits]
+        outcome = await self.limiter.acquire(counters, demand or _NO_TOKENS)
+        if not outcome.admitted:
+            assert outcome.failed is not None
+            raise _limited(limits[outcome.failed], outcome.states[0], demand)
+        reservation = Reservation(
+            outcome.allowance,
+            limits,
+            outcome.states,
+            outcome.hold,
+            caps_output=demand is not None and terms.caps_output,
+        )
+        if outcome.hold is not None:
+            self._schedule_renewal(reservation)
+        return reservation
+
+    def _schedule_renewal(self, reservation: Reservation) -> None:
+        # A request still running at half its reservation's life renews it; one that
+        # is never settled (its worker died) lets it expire.
+        loop = asyncio.get_running_loop()
+        reservation.renewal = loop.call_later(
+            self.limiter.reservation_ttl / 2, self._renew, reservation
+        )
+
+    def _renew(self, reservation: Reservation) -> None:
+        if reservation.settled or reservation.hold is None:
             return
+        task = asyncio.create_task(self._renew_hold(reservation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _renew_hold(self, reservation: Reservation) -> None:
+        assert reservation.hold is not None
         try:
-            await self._charge(admission.application_id, max(0, input_tokens + output_tokens))
+            await self.limiter.renew(reservation.hold)
         except Exception:
-            logger.warning("could not charge tokens of %s", model_name, exc_info=True)
+            logger.warning("could not renew a token reservation", exc_info=True)
+        if not reservation.settled:
+            self._schedule_renewal(reservation)
 
-    async def _charge(self, application_id: int, tokens: int, month: str | None = None) -> None:
-        snapshot = self.snapshots.current
-        application = snapshot.applications.get(application_id)
-        plan = snapshot.plans.get(application.plan_id) if application else None
-        if plan is None or tokens <= 0:
+    async def settle(self, reservation: Reservation, input_tokens: int, output_tokens: int) -> None:
+        """Count what the request used and return the rest; never raises (the answer is gone).
+
+        With Redis the settlement is sent in the background: the answer does not wait
+        for it, and until it lands the reservation keeps holding (the safe side).
+        """
+        if reservation.settled:
             return
-        app = str(application_id)
-        for name, window in TOKEN_WINDOWS:
-            amount = plan.limit(name)
-            if amount is not None:
-                await self.limiter.charge(amount, window, tokens, "tokens", app)
-        if plan.monthly_token_quota is not None:
-            await self.limiter.charge(
-                plan.monthly_token_quota, "month", tokens, "quota", app, month or _month()
-            )
+        reservation.settled = True
+        if reservation.renewal is not None:
+            reservation.renewal.cancel()
+        hold = reservation.hold
+        if hold is None:
+            return
+        used = (max(0, input_tokens), max(0, output_tokens))
+        if not self.limiter.shared:
+            await self._settle(hold, *used)
+            return
+        task = asyncio.create_task(self._settle(hold, *used))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> None:
+        try:
+            await self.limiter.settle(hold, input_tokens, output_tokens)
+        except Exception:
+            logger.warning("could not settle a token reservation", exc_info=True)
 
     async def _seed_monthly_quotas(self) -> None:
         """In-memory counters start at zero; begin the month's quotas at recorded usage.
 
         With Redis the counters outlive the process, so they are not seeded again.
         """
-        month = _month()
+        month = _month()[0]
         async with self.db.session() as session:
             rows = await usage_repo.summarize(
-                session=session, group_by=["application"], month=month
+                session=session, group_by=["application", "model"], month=month
             )
+        snapshot = self.snapshots.current
+        spent: dict[Counter, int] = {}
         for row in rows:
-            if row["application"] is not None:
-                tokens = int(row["input_tokens"] or 0) + int(row["output_tokens"] or 0)
-                await self._charge(int(row["application"]), tokens, month)
+            application = snapshot.applications.get(int(row["application"] or 0))
+            plan = snapshot.plans.get(application.plan_id) if application else None
+            if application is None or plan is None:
+                continue
+            tokens = int(row["input_tokens"] or 0) + int(row["output_tokens"] or 0)
+            for limit in plan.terms_for(str(row["model"])).token_limits:
+                if limit.window == "month":
+                    counter = _counter(application.id, limit)
+                    spent[counter] = spent.get(counter, 0) + tokens
+        for counter, tokens in spent.items():
+            await self.limiter.add(counter, tokens)
 
     async def flush_last_used(self) -> None:
         pending, self._last_used = self._last_used, {}
@@ -280,4 +422,6 @@ class AccessGate:
             await self.flush_last_used()
         except Exception as exc:
             logger.error("keys' last-used times could not be written: %s", exc)
+        if self._tasks:  # settlements on their way to Redis land before it closes
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.limiter.close()

@@ -1,53 +1,71 @@
-"""Counting against limits with the ``limits`` library: in memory, or in Redis when shared.
+"""Counting against limits: all windows of a request in one atomic step, with reservations.
 
-Fixed windows, because their counters are single atomic increments (INCRBY in Redis):
-with N allowed, exactly N concurrent hits succeed however many workers share the store.
-Every failure of the store surfaces as ``ServiceUnavailable``: when the counters cannot be
-read the gate refuses rather than letting unlimited traffic through, unless the operator
-chose to fail open (``limits_fail_open``): then requests are admitted uncounted until the
-store answers again. Either way an outage is logged once when it starts and once when it
-ends, and ``degraded`` says so (readiness reports it).
+A request names the counters of every limit in force (``Counter``) and what it needs
+(``Demand``): one request, its prompt's tokens, the output tokens it would like and the
+fewest it can do with. ``acquire`` checks every counter and then either takes from all
+of them or from none: a request counts one in each request window; token windows hold
+a reservation of the prompt plus an output allowance, the output the caller wanted
+lowered to what every window still has. ``settle`` turns a reservation into what was
+really used and returns the rest; ``renew`` keeps it alive while the request runs.
 
-A hit is one increment: the count it returns gives what remains, and a window's reset
-time, read when the window starts, is remembered until it passes. With Redis that is one
-round trip per window instead of three on every request.
+Each counter's window is fixed: it opens with its first use and lasts its length (a
+calendar month for monthly quotas). A counter keeps the amount used and the amount held
+by reservations; a reservation expires ``reservation_ttl`` after it was made or last
+renewed, so a worker or replica that dies mid-request stops holding budget (Kuadrant
+Limitador's Reserve/Commit, RFC 0021). A settlement that arrives after its window closed
+changes nothing: the window it was held in is gone.
+
+``MemoryLimiter`` does this in one process (each step runs without awaiting, so it is
+atomic on the event loop); ``RedisLimiter`` (``redis_limiter.py``) in one Lua script per
+step, one round trip, shared by every worker and replica.
+
+When the shared store fails, the gate refuses (``limits_unavailable``, 503) rather than
+letting unlimited traffic through, unless the operator chose to fail open
+(``limits_fail_open``): then requests are admitted uncounted until the store answers
+again. Either way an outage is logged once when it starts and once when it ends, and
+``degraded`` says so (readiness reports it).
 """
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import logging
 import math
+import os
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from limits import (
-    RateLimitItem,
-    RateLimitItemPerDay,
-    RateLimitItemPerHour,
-    RateLimitItemPerMinute,
-    RateLimitItemPerSecond,
-)
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
-
 from openmaas.domain.errors import ServiceUnavailable
+from openmaas.domain.plans import Metric
 
 logger = logging.getLogger("openmaas.access")
 
-_REDIS_CONNECTIONS = 64
-# Redis answers in well under a millisecond; one that takes seconds is down or hanging.
-_REDIS_TIMEOUT_S = 2.0
-# Remembered reset times are forgotten wholesale past this many (applications x windows).
-_MAX_RESETS = 100_000
-_WINDOWS: dict[str, tuple[type[RateLimitItem], int]] = {
-    "second": (RateLimitItemPerSecond, 1),
-    "minute": (RateLimitItemPerMinute, 1),
-    "hour": (RateLimitItemPerHour, 1),
-    "day": (RateLimitItemPerDay, 1),
-    # Monthly quotas are keyed by the calendar month, so the window only has to outlive it.
-    "month": (RateLimitItemPerDay, 32),
-}
+SPANS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+# Past this many counters, windows that have closed are swept from memory.
+_SWEEP_EVERY = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One limit's counter for one application (``key`` is unique to the pair)."""
+
+    key: str
+    metric: Metric
+    limit: int
+    span: float  # seconds a window lasts
+    start: float | None = None  # a fixed start (calendar month); None: the first use
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    input_tokens: int = 0
+    output_tokens: int = 0  # wanted
+    least_output: int = 0  # fewer than this and the request is refused
+
+
+REQUEST = Demand()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,89 +80,44 @@ class WindowState:
         return max(1, math.ceil(self.reset_at - time.time()))
 
 
-class Limiter:
-    def __init__(self, redis_url: str | None, *, prefix: str, fail_open: bool = False) -> None:
-        self.shared = bool(redis_url)
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation: what it took from which token counters, in which of their windows.
+
+    ``starts`` identify each counter's window in the limiter's own terms.
+    """
+
+    id: str
+    counters: tuple[Counter, ...]
+    amounts: tuple[int, ...]
+    starts: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """``admitted``: the output allowance, every counter's state after it, the hold.
+
+    Refused: ``failed`` is the index of the first counter that could not give what the
+    request needs, and ``states`` holds that counter's state only.
+    """
+
+    admitted: bool
+    allowance: int
+    states: tuple[WindowState, ...]
+    hold: Hold | None = None
+    failed: int | None = None
+
+
+class Limiter(ABC):
+    shared: bool = False
+
+    def __init__(self, *, reservation_ttl: float, fail_open: bool = False) -> None:
+        self.reservation_ttl = reservation_ttl
         self.fail_open = fail_open
         self.degraded = False
         """The shared store failed on its last use and has not answered since."""
-        storage: Storage
-        if redis_url:
-            from redis.asyncio import BlockingConnectionPool
-
-            # A bounded pool that makes callers wait for a connection: the default pool
-            # refuses outright once full, which under a burst would turn into 503s.
-            pool = BlockingConnectionPool.from_url(
-                redis_url,
-                max_connections=_REDIS_CONNECTIONS,
-                timeout=10,
-                socket_connect_timeout=_REDIS_TIMEOUT_S,
-                socket_timeout=_REDIS_TIMEOUT_S,
-            )
-            storage = RedisStorage(
-                f"async+{redis_url}",
-                implementation="redispy",
-                key_prefix=f"{prefix}:limits",
-                wrap_exceptions=True,
-                connection_pool=pool,  # type: ignore[arg-type]
-            )
-        else:
-            storage = MemoryStorage()
-        self.storage = storage
-        self._strategy = FixedWindowRateLimiter(storage)
-        self._items: dict[tuple[int, str], RateLimitItem] = {}
-        self._resets: dict[str, float] = {}  # counter key -> POSIX time its window ends
-
-    def _item(self, amount: int, window: str) -> RateLimitItem:
-        item = self._items.get((amount, window))
-        if item is None:
-            kind, multiples = _WINDOWS[window]
-            item = self._items[(amount, window)] = kind(amount, multiples, namespace="om")
-        return item
-
-    async def hit(self, amount: int, window: str, *ids: str) -> tuple[bool, WindowState]:
-        """Count one request; False when it went past the limit."""
-        item = self._item(amount, window)
-        key = item.key_for(*ids)
-        try:
-            # What FixedWindowRateLimiter.hit does, keeping the count it throws away.
-            count = await self.storage.incr(key, item.get_expiry(), amount=1)
-            reset_at = self._resets.get(key)
-            # A count of 1 opened a new window. A remembered reset time still ahead
-            # belongs to this very counter: a new one only starts once it has passed
-            # (Redis' TTL is whole seconds, rounded down, so it errs early, never late).
-            if count <= 1 or reset_at is None or reset_at <= time.time():
-                reset_at = await self.storage.get_expiry(key)
-                if len(self._resets) >= _MAX_RESETS:
-                    self._resets.clear()
-                self._resets[key] = reset_at
-        except Exception as exc:
-            self._failed(exc)
-            return True, WindowState(amount, amount, time.time() + 1)
-        if self.degraded:
-            self._recovered()
-        return count <= amount, WindowState(amount, max(0, amount - count), reset_at)
-
-    async def exhausted(self, amount: int, window: str, *ids: str) -> WindowState | None:
-        """The window's state when nothing is left in it, else None (counts nothing)."""
-        item = self._item(amount, window)
-        try:
-            if await self._strategy.test(item, *ids):
-                return None
-            stats = await self._strategy.get_window_stats(item, *ids)
-        except Exception as exc:
-            self._failed(exc)
-            return None
-        return WindowState(amount, 0, stats.reset_time)
-
-    async def charge(self, amount: int, window: str, cost: int, *ids: str) -> None:
-        """Count ``cost`` units whether or not they fit: tokens already spent are spent."""
-        if cost <= 0:
-            return
-        try:
-            await self._strategy.hit(self._item(amount, window), *ids, cost=cost)
-        except Exception as exc:
-            self._failed(exc)
+        self._node = os.urandom(4).hex()
+        self._ids = itertools.count()
 
     def _failed(self, exc: Exception) -> None:
         """Where a store error becomes ``limits_unavailable``, or, failing open, nothing."""
@@ -157,7 +130,7 @@ class Limiter:
             )
             logger.warning("the rate limit store is unreachable (%r): %s", exc, action)
         if not self.fail_open:
-            raise _unavailable() from exc
+            raise unavailable() from exc
 
     def _recovered(self) -> None:
         self.degraded = False
@@ -165,29 +138,187 @@ class Limiter:
 
     async def check(self) -> bool:
         """Whether the shared store answers now (always True in memory)."""
-        if not self.shared:
-            return True
-        try:
-            async with asyncio.timeout(_REDIS_TIMEOUT_S):
-                answered = bool(await self.storage.check())
-        except Exception:
-            logger.debug("rate limit store health check failed", exc_info=True)
-            answered = False
-        if answered and self.degraded:
-            self._recovered()
-        elif not answered and not self.degraded:
-            self.degraded = True
-            logger.warning("the rate limit store is unreachable (health check)")
-        return answered
+        return True
+
+    def _new_id(self) -> str:
+        return f"{self._node}{next(self._ids)}"
+
+    @abstractmethod
+    async def acquire(self, counters: Sequence[Counter], demand: Demand) -> Outcome:
+        """Take what ``demand`` needs from every counter, or from none."""
+
+    @abstractmethod
+    async def settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> None:
+        """Release the hold and count what was really used, in the windows it was held in."""
+
+    @abstractmethod
+    async def renew(self, hold: Hold) -> None:
+        """Extend the hold's expiry by the reservation time, from now."""
+
+    @abstractmethod
+    async def add(self, counter: Counter, amount: int) -> None:
+        """Count ``amount`` as used (monthly usage recorded before a restart)."""
 
     async def close(self) -> None:
-        timer = getattr(self.storage, "timer", None)
-        if timer is not None and not timer.done():
-            timer.cancel()
-        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
-        if client is not None:
-            await client.aclose(close_connection_pool=True)
+        return None
 
 
-def _unavailable() -> ServiceUnavailable:
+def needs(metric: Metric, demand: Demand, allowance: int) -> int:
+    """What a request takes from a counter of ``metric`` with this output allowance."""
+    if metric is Metric.REQUESTS:
+        return 1
+    if metric is Metric.INPUT_TOKENS:
+        return demand.input_tokens
+    if metric is Metric.OUTPUT_TOKENS:
+        return allowance
+    return demand.input_tokens + allowance
+
+
+def used(metric: Metric, input_tokens: int, output_tokens: int) -> int:
+    if metric is Metric.INPUT_TOKENS:
+        return input_tokens
+    if metric is Metric.OUTPUT_TOKENS:
+        return output_tokens
+    return input_tokens + output_tokens
+
+
+class _Window:
+    __slots__ = ("end", "held", "holds", "start", "used")
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start = start
+        self.end = end
+        self.used = 0
+        self.held = 0
+        self.holds: dict[str, tuple[int, float]] = {}  # reservation id -> (amount, expiry)
+
+    def purge(self, now: float) -> None:
+        if not self.holds:
+            return
+        for hold_id, (amount, expiry) in list(self.holds.items()):
+            if expiry <= now:
+                del self.holds[hold_id]
+                self.held -= amount
+
+
+class MemoryLimiter(Limiter):
+    """The limiter of one process: exact for that process alone."""
+
+    def __init__(self, *, reservation_ttl: float) -> None:
+        super().__init__(reservation_ttl=reservation_ttl)
+        self._windows: dict[str, _Window] = {}
+        self._next_sweep = time.time() + _SWEEP_EVERY
+
+    def _window(self, counter: Counter, now: float) -> _Window | None:
+        window = self._windows.get(counter.key)
+        if window is not None and window.end <= now:
+            del self._windows[counter.key]
+            return None
+        return window
+
+    async def acquire(self, counters: Sequence[Counter], demand: Demand) -> Outcome:
+        now = time.time()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        allowance = demand.output_tokens
+        least = demand.least_output if demand.output_tokens > 0 else 0
+        windows: list[_Window | None] = []
+        frees: list[int] = []
+        for index, counter in enumerate(counters):
+            window = self._window(counter, now)
+            if window is not None:
+                window.purge(now)
+            free = counter.limit - (window.used + window.held if window else 0)
+            metric = counter.metric
+            if metric is Metric.REQUESTS:
+                ok = free >= 1
+            elif metric is Metric.INPUT_TOKENS:
+                ok = free >= demand.input_tokens
+            elif metric is Metric.OUTPUT_TOKENS:
+                ok = free >= least
+                allowance = min(allowance, free)
+            else:
+                ok = free >= demand.input_tokens + least
+                allowance = min(allowance, free - demand.input_tokens)
+            if not ok:
+                reset = window.end if window else (counter.start or now) + counter.span
+                state = WindowState(counter.limit, max(0, free), reset)
+                return Outcome(False, 0, (state,), failed=index)
+            windows.append(window)
+            frees.append(free)
+        allowance = max(0, allowance)
+        states: list[WindowState] = []
+        held: list[int] = []
+        hold_id = self._new_id()
+        expiry = now + self.reservation_ttl
+        for counter, window, free in zip(counters, windows, frees, strict=True):
+            if window is None:
+                start = counter.start if counter.start is not None else now
+                window = self._windows[counter.key] = _Window(start, start + counter.span)
+            amount = needs(counter.metric, demand, allowance)
+            if counter.metric is Metric.REQUESTS:
+                window.used += 1
+            else:
+                held.append(len(states))
+                if amount > 0:
+                    window.held += amount
+                    window.holds[hold_id] = (amount, expiry)
+            states.append(WindowState(counter.limit, free - amount, window.end))
+        hold = None
+        if held:
+            token_counters = tuple(counters[i] for i in held)
+            hold = Hold(
+                hold_id,
+                token_counters,
+                tuple(needs(c.metric, demand, allowance) for c in token_counters),
+                tuple(self._windows[c.key].start for c in token_counters),
+            )
+        return Outcome(True, allowance, tuple(states), hold)
+
+    async def settle(self, hold: Hold, input_tokens: int, output_tokens: int) -> None:
+        now = time.time()
+        for counter, start in zip(hold.counters, hold.starts, strict=True):
+            window = self._window(counter, now)
+            if window is None or window.start != start:
+                continue  # the window it was held in has closed
+            taken = window.holds.pop(hold.id, None)
+            if taken is not None:
+                window.held -= taken[0]
+            window.used += used(counter.metric, input_tokens, output_tokens)
+
+    async def renew(self, hold: Hold) -> None:
+        now = time.time()
+        expiry = now + self.reservation_ttl
+        for counter, start in zip(hold.counters, hold.starts, strict=True):
+            window = self._window(counter, now)
+            if window is not None and window.start == start and hold.id in window.holds:
+                window.holds[hold.id] = (window.holds[hold.id][0], expiry)
+
+    async def add(self, counter: Counter, amount: int) -> None:
+        now = time.time()
+        window = self._window(counter, now)
+        if window is None:
+            start = counter.start if counter.start is not None else now
+            window = self._windows[counter.key] = _Window(start, start + counter.span)
+        window.used += amount
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + _SWEEP_EVERY
+        for key in [key for key, window in self._windows.items() if window.end <= now]:
+            del self._windows[key]
+
+
+def unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("the rate limit store is unreachable", code="limits_unavailable")
+
+
+def make_limiter(
+    redis_url: str | None, *, prefix: str, reservation_ttl: float, fail_open: bool = False
+) -> Limiter:
+    if redis_url:
+        from openmaas.access.redis_limiter import RedisLimiter
+
+        return RedisLimiter(
+            redis_url, prefix=prefix, reservation_ttl=reservation_ttl, fail_open=fail_open
+        )
+    return MemoryLimiter(reservation_ttl=reservation_ttl)

@@ -8,9 +8,16 @@ from openmaas.access.audit import audit, commit_change
 from openmaas.access.snapshot import SnapshotStore, plan_from_row
 from openmaas.domain.accounts import Principal
 from openmaas.domain.errors import Conflict, NotFound
-from openmaas.domain.plans import Plan
+from openmaas.domain.plans import Plan, PlanRule
 from openmaas.store import Database, access_repo, users_repo
 from openmaas.store.tables import PlanRow
+
+
+def _canonical(fields: dict[str, Any]) -> dict[str, Any]:
+    """Rules as stored: only the limits and prices each one sets."""
+    if fields.get("rules") is None:
+        return fields
+    return {**fields, "rules": [PlanRule.from_dict(rule).to_dict() for rule in fields["rules"]]}
 
 
 class PlanService:
@@ -30,6 +37,7 @@ class PlanService:
         return plan_from_row(row)
 
     async def create(self, actor: Principal, fields: dict[str, Any]) -> Plan:
+        fields = _canonical(fields)
         async with self.db.session() as session:
             row = await access_repo.create_plan(session=session, row=PlanRow(**fields))
             audit(session, actor, "plan.create", f"plan:{row.name}", **fields)
@@ -44,6 +52,7 @@ class PlanService:
             return await self.create(actor, fields)
 
     async def update(self, actor: Principal, name: str, changes: dict[str, Any]) -> Plan:
+        changes = _canonical(changes)
         async with self.db.session() as session:
             row = await access_repo.get_plan_by_name(session=session, name=name)
             if row is None:

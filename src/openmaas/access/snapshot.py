@@ -17,7 +17,7 @@ from datetime import datetime
 from openmaas.background import Periodic
 from openmaas.domain.accounts import Role
 from openmaas.domain.applications import ApplicationStatus
-from openmaas.domain.plans import Plan
+from openmaas.domain.plans import LIMIT_FIELDS, PRICE_FIELDS, Plan, PlanRule
 from openmaas.store import Database, access_repo
 from openmaas.store.tables import PlanRow
 
@@ -66,17 +66,10 @@ def plan_from_row(row: PlanRow) -> Plan:
         name=row.name,
         description=row.description,
         models=tuple(row.models or ()),
-        requests_per_second=row.requests_per_second,
-        requests_per_minute=row.requests_per_minute,
-        requests_per_hour=row.requests_per_hour,
-        requests_per_day=row.requests_per_day,
-        tokens_per_minute=row.tokens_per_minute,
-        tokens_per_day=row.tokens_per_day,
-        monthly_token_quota=row.monthly_token_quota,
-        price_per_1k_input_tokens=row.price_per_1k_input_tokens,
-        price_per_1k_output_tokens=row.price_per_1k_output_tokens,
-        price_per_request=row.price_per_request,
+        **{name: getattr(row, name) for name in LIMIT_FIELDS},
+        **{name: getattr(row, name) for name in PRICE_FIELDS},
         approval_required=row.approval_required,
+        rules=tuple(PlanRule.from_dict(rule) for rule in row.rules or ()),
         created_at=row.created_at,
     )
 

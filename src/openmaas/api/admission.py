@@ -1,7 +1,9 @@
 """The policy around every inference request: admission by the gate, then a usage record.
 
 No database I/O: the gate reads the in-memory snapshot (and the limit counters), the
-usage recorder aggregates in memory and flushes in batches.
+usage recorder aggregates in memory and flushes in batches. Models that read no tokens
+are counted against the request limits at once; the OpenAI routes reserve their tokens
+themselves (``openai_api.py``), once they have counted the prompt.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from openmaas import tracing
-from openmaas.access.gate import Admission
+from openmaas.access.gate import Admission, Reservation
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.domain.usage import UsageEvent
 from openmaas.platform import Platform
@@ -30,6 +32,7 @@ class Call:
     model: str
     protocol: str
     admission: Admission | None = None
+    reservation: Reservation | None = None
     endpoint: Endpoint | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -77,12 +80,17 @@ async def _metered(
     try:
         if call.span is None:
             call.admission = await platform.gate.admit(request.headers, call.model)
+            if call.protocol != "openai":
+                call.reservation = await platform.gate.reserve(call.admission)
         else:
             with tracing.span("openmaas.admission"):
                 call.admission = await platform.gate.admit(request.headers, call.model)
+                if call.protocol != "openai":
+                    call.reservation = await platform.gate.reserve(call.admission)
         response = await handle(call)
         status = response.status_code
-        response.headers.update(call.admission.headers)
+        if call.reservation is not None:
+            response.headers.update(call.reservation.headers())
         return response
     except OpenMaaSError as exc:
         status = exc.status_code
@@ -94,16 +102,14 @@ async def _metered(
 
 
 async def finish(platform: Platform, request: Request, call: Call, status: int) -> None:
-    """Record the call's usage and charge its tokens: once, when its answer is complete."""
+    """Record the call's usage and settle its tokens: once, when its answer is complete."""
+    if call.reservation is not None:
+        await platform.gate.settle(call.reservation, call.input_tokens, call.output_tokens)
     if call.span is not None:
         tracing.end(call.span, status, _outcome(call))
     if status == 401:
         return  # a caller we cannot name has no account to meter
     _record(platform, request, call, status, time.perf_counter() - call.started)
-    if call.admission is not None and (call.input_tokens or call.output_tokens):
-        await platform.gate.charge_tokens(
-            call.admission, call.model, call.input_tokens, call.output_tokens
-        )
 
 
 def _model_label(platform: Platform, call: Call) -> str:

@@ -44,10 +44,18 @@ def error_body(path: str, status: int, code: str, message: str, details: Any = N
     if path.startswith("/v2") or _kserve_v1(path):
         return {"error": message}
     if path.startswith("/v1"):
+        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "api_error")
+        if status == 429:
+            # OpenAI's own: a used-up quota is "insufficient_quota", any other limit
+            # "rate_limit_exceeded", as both the type and the code.
+            limit = details.get("limit") if isinstance(details, dict) else None
+            kind = code = (
+                "insufficient_quota" if limit == "monthly_token_quota" else "rate_limit_exceeded"
+            )
         return {
             "error": {
                 "message": message,
-                "type": _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "api_error"),
+                "type": kind,
                 "param": (details or {}).get("param") if isinstance(details, dict) else None,
                 "code": code,
             }

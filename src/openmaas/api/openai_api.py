@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from openmaas import tracing
+from openmaas.access import Demand
 from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish
 from openmaas.api.deps import PlatformDep
 from openmaas.api.openai_schemas import (
@@ -23,8 +24,8 @@ from openmaas.api.wire import json_response, read_json
 from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import GatewayTimeout, NotFound, ServiceUnavailable
 from openmaas.platform import Platform
-from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRuntime
+from openmaas.runtimes.openai_objects import usage as wire_usage
 from openmaas.serving.endpoints import Endpoint
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -97,6 +98,77 @@ async def get_model(model: str, request: Request, platform: PlatformDep) -> Resp
     return json_response({**found, "name": model, "ready": True})
 
 
+def _choices(parsed: Any) -> int:
+    """How many texts the request asks for: ``n`` for each prompt."""
+    n = int(getattr(parsed, "n", 1) or 1)
+    prompt = parsed.prompt if isinstance(parsed, CompletionRequest) else None
+    # A list of texts (or of token-id lists) is several prompts; a list of ids is one.
+    if isinstance(prompt, list) and not all(isinstance(item, int) for item in prompt):
+        n *= len(prompt)
+    return n
+
+
+async def _reserve(
+    platform: Platform, call: Call, runtime: LanguageRuntime, parsed: Any, body: dict[str, Any]
+) -> int | None:
+    """Reserve the request's tokens before the model runs; the output cap per choice.
+
+    Once per request, even when a route tries several destinations. When an output or
+    total token limit applies, the body's ``max_tokens`` is lowered to the allowance
+    (None: no limit caps the output, the body stays as the client sent it).
+    """
+    assert call.admission is not None
+    choices = _choices(parsed)
+    if call.reservation is None:
+        terms = call.admission.terms
+        prompt = runtime.prompt_tokens_at_most(body) if terms and terms.token_limits else 0
+        if isinstance(parsed, EmbeddingRequest):
+            demand = Demand(input_tokens=prompt)
+        else:
+            asked = parsed.max_completion_tokens or parsed.max_tokens
+            wanted = (asked or runtime.default_max_tokens) * choices
+            demand = Demand(input_tokens=prompt, output_tokens=wanted, least_output=choices)
+        call.reservation = await platform.gate.reserve(call.admission, demand)
+    if isinstance(parsed, EmbeddingRequest) or not call.reservation.caps_output:
+        return None
+    cap = call.reservation.allowance // choices
+    if parsed.max_completion_tokens is not None:
+        body["max_completion_tokens"] = cap
+    if parsed.max_tokens is not None or parsed.max_completion_tokens is None:
+        body["max_tokens"] = cap
+    return cap
+
+
+def _within(result: dict[str, Any], cap: int, runtime: LanguageRuntime) -> dict[str, int]:
+    """The answer's usage, its choices cut to ``cap`` tokens when the model went past it.
+
+    A model that ignored the lowered ``max_tokens`` is answered up to the allowance, as
+    a capped one would have been (``finish_reason: "length"``), and charged for that.
+    """
+    usage = result.get("usage") or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    choices = result.get("choices") or []
+    if completion <= cap * max(1, len(choices)):
+        return {"prompt_tokens": prompt, "completion_tokens": completion}
+    completion = 0
+    for choice in choices:
+        message = choice.get("message")
+        holder = message if isinstance(message, dict) else choice
+        field = "content" if holder is message else "text"
+        text = holder.get(field)
+        if not isinstance(text, str):
+            continue
+        count = runtime.count_tokens(text)
+        if count > cap:
+            holder[field] = text = runtime.truncate(text, cap)
+            count = runtime.count_tokens(text)
+            choice["finish_reason"] = "length"
+        completion += count
+    result["usage"] = {**usage, **wire_usage(prompt, completion)}
+    return {"prompt_tokens": prompt, "completion_tokens": completion}
+
+
 async def _answer(
     platform: Platform, request: Request, parsed: Any, kind: type[LanguageRuntime], method: str
 ) -> Response:
@@ -109,6 +181,7 @@ async def _answer(
             return await _stream(platform, request, call, endpoint, kind, method, parsed, body)
         timeout = endpoint.deployment.config.timeout_s
         async with platform.serving.dataplane.session(endpoint, kind, protocol="openai") as rt:
+            cap = await _reserve(platform, call, rt, parsed, body)
             try:
                 async with asyncio.timeout(timeout):
                     result: dict[str, Any] = await getattr(rt, method)(body)
@@ -116,10 +189,15 @@ async def _answer(
                 raise GatewayTimeout(
                     f"the model did not answer within {timeout} s", code="timeout"
                 ) from exc
-        usage = result.get("usage") or {}
+            usage = _within(result, cap, rt) if cap is not None else result.get("usage") or {}
         call.input_tokens = int(usage.get("prompt_tokens") or 0)
         call.output_tokens = int(usage.get("completion_tokens") or 0)
-        return json_response(result)
+        response = json_response(result)
+        assert call.reservation is not None
+        response.headers.update(
+            call.reservation.openai_headers(call.input_tokens, call.output_tokens)
+        )
+        return response
 
     return await dispatch(
         platform, request, parsed.model, "openai", lambda: _endpoint(platform, parsed.model), run
@@ -141,6 +219,7 @@ async def _stream(
         runtime: LanguageRuntime = await resources.enter_async_context(
             platform.serving.dataplane.session(endpoint, kind, protocol="openai")
         )
+        cap = await _reserve(platform, call, runtime, parsed, body)
         chunks = getattr(runtime, f"{method}_stream")(body)
         # The first chunk before the headers: an early failure is still a plain HTTP error.
         first = await anext(aiter(chunks))
@@ -151,29 +230,19 @@ async def _stream(
     stream = MeteredStream(
         call=call,
         runtime=runtime,
+        body=body,
         chunks=chunks,
         first=first,
         include_usage=bool(options and options.include_usage),
-        prompt_tokens=_prompt_tokens(runtime, parsed),
+        cap=cap,
+        choices=_choices(parsed),
         resources=resources,
         done=lambda status: finish(platform, request, call, status),
     )
     call.streaming = True
-    return EventStreamResponse(
-        aiter(stream), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
-
-
-def _prompt_tokens(runtime: LanguageRuntime, parsed: Any) -> int:
-    """The prompt as the tokenizer counts it: for a stream the client may cut short."""
-    if isinstance(parsed, ChatRequest):
-        texts = [m.content if isinstance(m.content, str) else "" for m in parsed.messages]
-    else:
-        prompts = wire.prompts({"prompt": parsed.prompt})
-        texts = [p for p in prompts if isinstance(p, str)]
-        ids = sum(len(p) for p in prompts if isinstance(p, list))
-        return ids + sum(runtime.count_tokens(text) for text in texts if text)
-    return sum(runtime.count_tokens(text) for text in texts if text)
+    assert call.reservation is not None
+    headers = {"Cache-Control": "no-cache", **call.reservation.openai_headers()}
+    return EventStreamResponse(aiter(stream), media_type="text/event-stream", headers=headers)
 
 
 @router.post("/chat/completions")

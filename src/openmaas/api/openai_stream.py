@@ -23,22 +23,24 @@ def event(data: Any) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-def _text_of(chunk: dict[str, Any]) -> str:
-    parts = []
-    for choice in chunk.get("choices") or ():
-        delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-        if isinstance(text, str):
-            parts.append(text)
-    return "".join(parts)
+def _piece(choice: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The part of a streamed choice that holds its text, and the text."""
+    delta = choice.get("delta")
+    holder = delta if isinstance(delta, dict) else choice
+    key = "content" if holder is delta else "text"
+    text = holder.get(key)
+    return (holder, text) if isinstance(text, str) else (None, "")
 
 
 class MeteredStream:
-    """Relays a runtime's chunks as SSE and keeps count of what the client was sent.
+    """Relays a runtime's chunks as SSE, never past the output allowance, and meters it.
 
-    The runtime's final usage chunk is exact; a stream cut short (the client left, the
-    upstream died) is metered from the text actually sent, counted with the model's
-    tokenizer, and the prompt as counted before the stream began.
+    With a ``cap`` (output tokens per choice, from the reservation), a choice that reaches
+    it is ended with ``finish_reason: "length"``, whatever the model does; once every
+    choice has ended the upstream is closed and the stream finishes cleanly (a usage chunk
+    when asked, then ``[DONE]``). The runtime's final usage chunk is exact when nothing
+    was cut; a stream that was cut, or cut short (the client left, the upstream died), is
+    metered from the text actually sent, counted with the model's tokenizer.
     """
 
     def __init__(
@@ -46,35 +48,108 @@ class MeteredStream:
         *,
         call: Call,
         runtime: LanguageRuntime,
+        body: dict[str, Any],
         chunks: AsyncIterator[dict[str, Any]],
         first: dict[str, Any],
         include_usage: bool,
-        prompt_tokens: int,
+        cap: int | None,
+        choices: int,
         resources: AsyncExitStack,
         done: Callable[[int], Awaitable[None]],
     ) -> None:
         self.call = call
         self.runtime = runtime
+        self.body = body
         self.chunks = chunks
         self.first = first
         self.include_usage = include_usage
-        self.prompt_tokens = prompt_tokens
+        self.cap = cap
+        self.choices = choices
         self.resources = resources
         self.done = done
-        self.sent: list[str] = []
+        self.texts: dict[int, str] = {}  # what each choice was sent
+        self.counts: dict[int, int] = {}  # its tokens, counted piece by piece (errs high)
+        self.ended: set[int] = set()
+        self.cut = False
         self.usage: dict[str, Any] | None = None
+        self.last: dict[str, Any] = first
 
     def _relay(self, chunk: dict[str, Any]) -> bytes | None:
         if chunk.get("usage") and not chunk.get("choices"):
             self.usage = chunk["usage"]
-            return event(chunk) if self.include_usage else None
-        self.sent.append(_text_of(chunk))
+            if self.cut or not self.include_usage:
+                return None
+            usage = self._settled_usage()
+            return event({**chunk, "usage": usage})
+        self.last = chunk
+        if self.cap is not None:
+            self._cap(chunk)
+            if not chunk["choices"]:
+                return None
+        for choice in chunk.get("choices") or ():
+            _holder, text = _piece(choice)
+            index = int(choice.get("index", 0))
+            if self.cap is None:
+                self.texts[index] = self.texts.get(index, "") + text
+            if choice.get("finish_reason"):
+                self.ended.add(index)
         if self.include_usage:
             # OpenAI's chunks before the last say ``"usage": null`` when usage was asked for.
             chunk = {**chunk, "usage": None}
-        elif "usage" in chunk:
+        else:
             chunk = {k: v for k, v in chunk.items() if k != "usage"}
         return event(chunk)
+
+    def _cap(self, chunk: dict[str, Any]) -> None:
+        """Drop what goes past the cap; end a choice that reaches it."""
+        assert self.cap is not None
+        kept = []
+        for choice in chunk.get("choices") or ():
+            index = int(choice.get("index", 0))
+            if index in self.ended:
+                continue  # ended by the cap: what the model adds is not sent
+            holder, text = _piece(choice)
+            sent = self.texts.get(index, "")
+            count = self.counts.get(index, 0) + (self.runtime.count_tokens(text) if text else 0)
+            if count > self.cap:
+                # The piecewise count errs high: count the whole text before cutting.
+                count = self.runtime.count_tokens(sent + text)
+                if count > self.cap:
+                    allowed = self.runtime.truncate(sent + text, self.cap)
+                    text = allowed[len(sent) :] if len(allowed) > len(sent) else ""
+                    if holder is not None:
+                        holder["content" if "content" in holder else "text"] = text
+                    choice["finish_reason"] = "length"
+                    count = self.runtime.count_tokens(sent + text)
+                    self.cut = True
+            self.texts[index] = sent + text
+            self.counts[index] = count
+            kept.append(choice)
+        chunk["choices"] = kept
+
+    def _settled_usage(self) -> dict[str, Any]:
+        """The runtime's usage, or what was sent when the model went past its allowance."""
+        usage = self.usage or {}
+        completion = usage.get("completion_tokens")
+        if self.cap is not None and (
+            completion is None or int(completion) > self.cap * self.choices
+        ):
+            return {**usage, **self._counted(int(usage.get("prompt_tokens") or 0))}
+        return usage
+
+    def _counted(self, prompt: int | None = None) -> dict[str, int]:
+        if prompt is None:
+            prompt = self.runtime.prompt_tokens(self.body)
+        completion = sum(self.runtime.count_tokens(t) for t in self.texts.values() if t)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    @property
+    def _finished(self) -> bool:
+        return self.cut and len(self.ended) >= self.choices
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         status = 200
@@ -83,32 +158,50 @@ class MeteredStream:
             if data:
                 yield data
             try:
-                async for chunk in self.chunks:
-                    data = self._relay(chunk)
-                    if data:
-                        yield data
+                if not self._finished:
+                    async for chunk in self.chunks:
+                        data = self._relay(chunk)
+                        if data:
+                            yield data
+                        if self._finished:
+                            break  # every choice is at its cap: stop the model
             except OpenMaaSError as exc:
                 # The headers are gone; the error travels as the stream's last event.
                 status = exc.status_code
                 yield event(error_body("/v1", exc.status_code, exc.code, exc.message))
                 return
+            if self.cut and self.include_usage:
+                yield event(
+                    {
+                        **{k: v for k, v in self.last.items() if k not in ("choices", "usage")},
+                        "choices": [],
+                        "usage": self._counted(),
+                    }
+                )
             yield DONE
         except BaseException:
             status = 499  # the client went away
             raise
         finally:
-            self._count()
-            await self.resources.aclose()
-            await self.done(status)
+            try:
+                self._count()
+                close = getattr(self.chunks, "aclose", None)
+                if close is not None:
+                    await close()
+            finally:
+                await self.resources.aclose()
+                await self.done(status)
 
     def _count(self) -> None:
-        if self.usage is not None and self.usage.get("completion_tokens") is not None:
-            self.call.input_tokens = int(self.usage.get("prompt_tokens") or 0)
-            self.call.output_tokens = int(self.usage["completion_tokens"])
-            return
-        text = "".join(self.sent)
-        self.call.input_tokens = self.prompt_tokens
-        self.call.output_tokens = self.runtime.count_tokens(text) if text else 0
+        if not self.cut and self.usage is not None:
+            usage = self._settled_usage()
+            if usage.get("completion_tokens") is not None:
+                self.call.input_tokens = int(usage.get("prompt_tokens") or 0)
+                self.call.output_tokens = int(usage["completion_tokens"])
+                return
+        counted = self._counted()
+        self.call.input_tokens = counted["prompt_tokens"]
+        self.call.output_tokens = counted["completion_tokens"]
 
 
 class EventStreamResponse(StreamingResponse):

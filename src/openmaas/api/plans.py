@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import AdminDep, PlatformDep
 from openmaas.api.json_body import JsonBodyRoute
+from openmaas.domain.plans import LIMIT_FIELDS
 
 router = APIRouter(route_class=JsonBodyRoute, prefix="/plans", tags=["plans"])
 
@@ -16,10 +17,48 @@ PLAN_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Limit = Annotated[int | None, Field(ge=1, le=10**15)]
 Price = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
 ModelPattern = Annotated[str, Field(min_length=1, max_length=128)]
+MAX_RULES = 100
 
 
-class PlanCreate(BaseModel):
+class _Limits(BaseModel):
+    """Every limit of a plan or a rule; null (or absent) sets none."""
+
     model_config = ConfigDict(extra="forbid")
+    requests_per_second: Limit = None
+    requests_per_minute: Limit = None
+    requests_per_hour: Limit = None
+    requests_per_day: Limit = None
+    input_tokens_per_minute: Limit = None
+    input_tokens_per_hour: Limit = None
+    input_tokens_per_day: Limit = None
+    output_tokens_per_minute: Limit = None
+    output_tokens_per_hour: Limit = None
+    output_tokens_per_day: Limit = None
+    tokens_per_minute: Limit = Field(None, description="input + output tokens")
+    tokens_per_hour: Limit = Field(None, description="input + output tokens")
+    tokens_per_day: Limit = Field(None, description="input + output tokens")
+    monthly_token_quota: Limit = Field(None, description="tokens per calendar month (UTC)")
+
+
+class PlanRuleBody(_Limits):
+    """Limits and prices of their own for the models it matches; unset ones are the plan's."""
+
+    models: list[ModelPattern] = Field(
+        min_length=1, max_length=1000, description='Model names or patterns ("llama-*")'
+    )
+    name: str = Field("", max_length=64, description="A label, shown in usage and billing")
+    price_per_1k_input_tokens: Price | None = None
+    price_per_1k_output_tokens: Price | None = None
+    price_per_request: Price | None = None
+
+
+Rules = Annotated[
+    list[PlanRuleBody],
+    Field(max_length=MAX_RULES, description="Ordered; the first rule matching a model applies"),
+]
+
+
+class PlanCreate(_Limits):
     name: str = Field(pattern=PLAN_NAME)
     description: str = Field("", max_length=4000)
     models: list[ModelPattern] = Field(
@@ -27,36 +66,23 @@ class PlanCreate(BaseModel):
         max_length=1000,
         description='Model names or patterns ("llama-*"); ["*"] is every model',
     )
-    requests_per_second: Limit = None
-    requests_per_minute: Limit = None
-    requests_per_hour: Limit = None
-    requests_per_day: Limit = None
-    tokens_per_minute: Limit = None
-    tokens_per_day: Limit = None
-    monthly_token_quota: Limit = None
     price_per_1k_input_tokens: Price = 0.0
     price_per_1k_output_tokens: Price = 0.0
     price_per_request: Price = 0.0
     approval_required: bool = False
+    rules: Rules = Field(default_factory=list)
 
 
-class PlanUpdate(BaseModel):
-    """Only the fields sent change; a limit sent as null is lifted."""
+class PlanUpdate(_Limits):
+    """Only the fields sent change; a limit sent as null is lifted; rules are replaced whole."""
 
-    model_config = ConfigDict(extra="forbid")
     description: str | None = Field(None, max_length=4000)
     models: list[ModelPattern] | None = Field(None, max_length=1000)
-    requests_per_second: Limit = None
-    requests_per_minute: Limit = None
-    requests_per_hour: Limit = None
-    requests_per_day: Limit = None
-    tokens_per_minute: Limit = None
-    tokens_per_day: Limit = None
-    monthly_token_quota: Limit = None
     price_per_1k_input_tokens: Price | None = None
     price_per_1k_output_tokens: Price | None = None
     price_per_request: Price | None = None
     approval_required: bool | None = None
+    rules: Rules | None = None
 
 
 PlanName = Path(pattern=PLAN_NAME)
@@ -86,7 +112,7 @@ async def update_plan(
     changes = {
         field: value
         for field, value in changes.items()
-        if value is not None or field.startswith(("requests_", "tokens_", "monthly_"))
+        if value is not None or field in LIMIT_FIELDS
     }
     return (await platform.plans.update(admin, name, changes)).to_dict()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmaas.cli import artifacts, db, deployments, health, models, routes, serve
+from openmaas.cli import artifacts, db, deployments, health, models, plans, routes, serve
 
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
@@ -21,6 +21,7 @@ app.command("deployments")(deployments.deployments)
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(routes.app, name="routes")
+app.add_typer(plans.app, name="plans")
 app.add_typer(artifacts.app, name="artifacts")
 
 

@@ -163,6 +163,24 @@ class Client:
     def delete_route(self, name: str, namespace: str = "default") -> None:
         self._call("DELETE", f"/routes/{name}", params={"namespace": namespace})
 
+    def plans(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/plans")["plans"])
+
+    def plan(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/plans/{name}"))
+
+    def apply_plan(self, document: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the plan, or change the one of the same name; and whether it was new."""
+        name = str(document.get("name", ""))
+        exists = self._http.get(f"/plans/{name}").status_code == 200 if name else False
+        if exists:
+            changes = {k: v for k, v in document.items() if k != "name"}
+            return dict(self._call("PATCH", f"/plans/{name}", json=changes)), False
+        return dict(self._call("POST", "/plans", json=document)), True
+
+    def delete_plan(self, name: str) -> None:
+        self._call("DELETE", f"/plans/{name}")
+
     def upload_version(
         self,
         name: str,

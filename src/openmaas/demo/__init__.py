@@ -42,7 +42,10 @@ DEMO_PLANS: tuple[dict[str, object], ...] = (
     },
     {
         "name": "pro",
-        "description": "For building: 10 requests a second, 50 million tokens a month.",
+        "description": (
+            "For building: 10 requests a second, 50 million tokens a month; "
+            "the tiny-* language models 60 requests a minute, at their own prices."
+        ),
         "requests_per_second": 10,
         "requests_per_minute": 300,
         "requests_per_day": 100_000,
@@ -51,6 +54,17 @@ DEMO_PLANS: tuple[dict[str, object], ...] = (
         "price_per_1k_input_tokens": 0.0005,
         "price_per_1k_output_tokens": 0.0015,
         "price_per_request": 0.0001,
+        # 3scale's pricing rules, per model: what a rule sets replaces the plan's.
+        "rules": [
+            {
+                "models": ["tiny-*"],
+                "name": "tiny models",
+                "requests_per_minute": 60,
+                "output_tokens_per_minute": 20_000,
+                "price_per_1k_input_tokens": 0.001,
+                "price_per_1k_output_tokens": 0.003,
+            }
+        ],
     },
     {
         "name": "enterprise",

@@ -5,6 +5,7 @@ Every page and action checks the admin role first; a developer gets a 403 page.
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -17,21 +18,14 @@ from openmaas.domain.accounts import Role
 from openmaas.domain.applications import ApplicationStatus
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import BadRequest
+from openmaas.domain.plans import LIMIT_FIELDS, PRICE_FIELDS
 from openmaas.portal.charts import bar_chart, days
 from openmaas.portal.developer import _id, usage_page
 from openmaas.portal.web import PageRoute, admin, done, form, platform_of, render
 
 router = APIRouter(prefix="/console", route_class=PageRoute, include_in_schema=False)
-_LIMITS = (
-    "requests_per_second",
-    "requests_per_minute",
-    "requests_per_hour",
-    "requests_per_day",
-    "tokens_per_minute",
-    "tokens_per_day",
-    "monthly_token_quota",
-)
-_PRICES = ("price_per_1k_input_tokens", "price_per_1k_output_tokens", "price_per_request")
+_LIMITS = LIMIT_FIELDS
+_PRICES = PRICE_FIELDS
 
 
 @router.get("")
@@ -156,6 +150,10 @@ async def save_plan(request: Request) -> Response:
             values[name] = fields[name].strip()
     for name in _PRICES:
         values[name] = fields.get(name, "").strip() or 0
+    try:
+        values["rules"] = json.loads(fields.get("rules", "").strip() or "[]")
+    except ValueError as exc:
+        raise BadRequest(f"rules: not JSON ({exc})", code="invalid_plan") from exc
     try:
         plan = PlanCreate(**values).model_dump()
     except ValidationError as exc:

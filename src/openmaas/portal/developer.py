@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from openmaas.access.sessions import SESSION_COOKIE
 from openmaas.api.auth import _safe_next, start_session
 from openmaas.domain.errors import BadRequest, OpenMaaSError
+from openmaas.domain.plans import LIMIT_FIELDS, PRICE_FIELDS
 from openmaas.portal import catalogue
 from openmaas.portal.charts import bar_chart, days
 from openmaas.portal.web import (
@@ -182,7 +183,17 @@ async def _application_page(
     app = await platform.applications.get(who.principal, application_id)
     keys = await platform.applications.list_keys(who.principal, application_id)
     plan = await platform.plans.get(app.plan)
-    return render(request, "application.html", who, app=app, keys=keys, plan=plan, **extra)
+    return render(
+        request,
+        "application.html",
+        who,
+        app=app,
+        keys=keys,
+        plan=plan,
+        limits=LIMIT_FIELDS,
+        prices=PRICE_FIELDS,
+        **extra,
+    )
 
 
 @router.post("/portal/applications/{application_id}/keys")
@@ -224,6 +235,20 @@ async def key_action(request: Request, application_id: int, key_id: int, action:
     response = await _application_page(request, who, application_id, secret=secret, new_key=key)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@router.get("/portal/plans")
+async def plans(request: Request) -> Response:
+    """Every plan with its limits, prices and rules: public, as the API's ``/plans`` is."""
+    found = await platform_of(request).plans.list()
+    return render(
+        request,
+        "plans.html",
+        visitor(request),
+        plans=found,
+        limits=LIMIT_FIELDS,
+        prices=PRICE_FIELDS,
+    )
 
 
 @router.get("/portal/models")

@@ -53,12 +53,77 @@ def embedding_signature(dimensions: int) -> Signature:
     )
 
 
+def request_texts(request: OpenAIObject) -> list[str]:
+    """The texts a request hands the model: messages' contents, prompts or inputs."""
+    if "messages" in request:
+        texts = []
+        for message in request.get("messages") or ():
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts += [str(p.get("text", "")) for p in content if isinstance(p, dict)]
+        return texts
+    given = request.get("prompt", request.get("input"))
+    if isinstance(given, str):
+        return [given]
+    if isinstance(given, list):
+        return [item for item in given if isinstance(item, str)]
+    return []
+
+
+def request_token_ids(request: OpenAIObject) -> int:
+    """Tokens a request sends as ids rather than text (a list of ints, or of such lists)."""
+    given = request.get("prompt", request.get("input"))
+    if not isinstance(given, list) or not given:
+        return 0
+    if all(isinstance(item, int) for item in given):
+        return len(given)
+    return sum(len(item) for item in given if isinstance(item, list))
+
+
 class LanguageRuntime(Runtime):
-    """A runtime that reads text, and can say how many tokens a text costs."""
+    """A runtime that reads text, and can say how many tokens a text costs.
+
+    The gate reserves a request's tokens before the model runs: ``prompt_tokens_at_most``
+    bounds the prompt, ``default_max_tokens`` is the output a request that names none may
+    produce, and ``truncate`` cuts an answer that went past its allowance.
+    """
+
+    default_max_tokens: int = 4096
+    """Output tokens a request without ``max_tokens`` may generate (per choice)."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs with this model's tokenizer (or a documented estimate)."""
+
+    def prompt_tokens(self, request: OpenAIObject) -> int:
+        """The request's prompt as this runtime reports it in ``usage.prompt_tokens``."""
+        texts = sum(self.count_tokens(text) for text in request_texts(request) if text)
+        return texts + request_token_ids(request)
+
+    def prompt_tokens_at_most(self, request: OpenAIObject) -> int:
+        """What the prompt may cost, never less than the model will report.
+
+        Exact where the runtime tokenizes the prompt itself; runtimes that only estimate
+        (a remote server) err high.
+        """
+        return self.prompt_tokens(request)
+
+    def truncate(self, text: str, tokens: int) -> str:
+        """The longest start of ``text`` that costs at most ``tokens``."""
+        if tokens <= 0:
+            return ""
+        if self.count_tokens(text) <= tokens:
+            return text
+        low, high = 0, len(text)  # count(text[:low]) <= tokens < count(text[:high])
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.count_tokens(text[:middle]) <= tokens:
+                low = middle
+            else:
+                high = middle
+        return text[:low]
 
 
 class ChatRuntime(LanguageRuntime):

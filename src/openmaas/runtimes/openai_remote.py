@@ -9,12 +9,14 @@ client's name. Streams always ask the upstream for usage (``stream_options``) an
 with our own usage chunk. When the upstream reports no usage, tokens are counted with the
 ``tokenizer`` option (a local ``tokenizer.json`` or a directory holding one) or, without
 it, estimated at four characters a token; a chat prompt is counted as its
-``role: content`` lines.
+``role: content`` lines. The ``max_tokens`` option (default 4096) is the output a request
+that names no ``max_tokens`` may produce when a plan's token limits reserve it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,14 @@ from openmaas.domain.models import Signature
 from openmaas.incidents import reported
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
-from openmaas.runtimes.language import GENERATION_SIGNATURE, ChatRuntime, EmbeddingRuntime
+from openmaas.runtimes.language import (
+    GENERATION_SIGNATURE,
+    ChatRuntime,
+    EmbeddingRuntime,
+    LanguageRuntime,
+    request_texts,
+    request_token_ids,
+)
 from openmaas.runtimes.upstream import (
     Endpoint,
     UpstreamClient,
@@ -125,6 +134,28 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
     def _model_name(self, request: Mapping[str, Any]) -> str:
         endpoint, _client = self._connection()
         return wire.response_model(request, endpoint.settings, endpoint.model or self.name)
+
+    @property
+    def default_max_tokens(self) -> int:  # type: ignore[override]
+        settings = self._endpoint.settings if self._endpoint else {}
+        return int(settings.get("max_tokens") or LanguageRuntime.default_max_tokens)
+
+    def prompt_tokens(self, request: dict[str, Any]) -> int:
+        return self._prompt_tokens(request)
+
+    def prompt_tokens_at_most(self, request: dict[str, Any]) -> int:
+        """The server applies its own chat template, which we cannot see: add OpenAI's
+        published overhead (4 tokens a message, 3 to prime the reply). Without a tokenizer
+        a token is taken as 3 bytes of UTF-8, where English runs about 4 characters."""
+        texts = [t for t in request_texts(request) if t]
+        if self._tokenizer is not None:
+            counted = sum(self.count_tokens(text) for text in texts)
+        else:
+            counted = sum(math.ceil(len(text.encode()) / 3) for text in texts)
+        if "messages" in request:
+            counted += 4 * len(request.get("messages") or ()) + 3
+        counted += request_token_ids(request)
+        return max(counted, self._prompt_tokens(request))
 
     def _prompt_tokens(self, request: Mapping[str, Any]) -> int:
         if "messages" in request:

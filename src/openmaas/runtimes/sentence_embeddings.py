@@ -131,6 +131,9 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
             raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         return len(self._token_ids(text))
 
+    def prompt_tokens(self, request: dict[str, Any]) -> int:
+        return sum(self.count_tokens(text) for text in self._texts(request))
+
     def _texts(self, request: Mapping[str, Any]) -> list[str]:
         given = request.get("input")
         if isinstance(given, str):

@@ -121,6 +121,16 @@ class TransformersRuntime(ChatRuntime):
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     @property
+    def default_max_tokens(self) -> int:  # type: ignore[override]
+        return int(self._settings.get("max_tokens", 256))
+
+    def prompt_tokens(self, request: dict[str, Any]) -> int:
+        """Exact: the prompt tokenized as generation will see it (chat template included)."""
+        if "messages" in request:
+            return len(self._chat_prompt(request))
+        return sum(len(ids) for ids in self._completion_prompts(request))
+
+    @property
     def _context_length(self) -> int:
         given: Any = self._settings.get("context_length")
         return int(given or getattr(self._model.config, "max_position_embeddings", 2048))

@@ -9,14 +9,16 @@ upstream model name chooses a misbehaviour, so one server serves every test at o
 * ``stall`` sleeps ``stall_seconds`` (before answering, or after the first chunk);
 * ``cut`` drops the connection after two chunks (a non-streamed answer is cut JSON);
 * ``no-usage`` leaves ``usage`` out, streamed or not;
-* ``error-event`` ends a stream with an in-band ``{"error": ...}`` event, as vLLM does.
+* ``error-event`` ends a stream with an in-band ``{"error": ...}`` event, as vLLM does;
+* ``ignore-max`` ignores ``max_tokens`` and ``max_completion_tokens``: it says all it has.
 
 Chat requests with ``tools`` (and a ``tool_choice`` other than ``none``) get a call of the
 first tool; ``response_format`` ``json_object`` or ``json_schema`` gets JSON content;
 ``logprobs`` gets made-up log-probabilities of -0.5 per word.
 
 ``with FakeOpenAI() as fake: fake.url`` runs it on loopback; ``fake.requests`` keeps
-every request body and ``fake.headers`` their headers.
+every request body, ``fake.headers`` their headers and ``fake.calls`` counts the requests
+per upstream model name.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -82,6 +85,7 @@ class FakeOpenAI:
         self.dimensions = dimensions
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.calls: Counter[str] = Counter()
         self.app = self._build()
         self._server: LoopbackServer | None = None
 
@@ -109,6 +113,8 @@ class FakeOpenAI:
     def _reply(self, body: dict[str, Any]) -> tuple[list[str], str]:
         words = ["You", "said:", *_words(_user_text(body))]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if "ignore-max" in str(body.get("model", "")):
+            limit = None
         if limit is not None and len(words) > limit:
             return words[:limit], "length"
         return words, "stop"
@@ -118,6 +124,7 @@ class FakeOpenAI:
 
         async def record(request: Request) -> dict[str, Any]:
             body = await request.json()
+            self.calls[str(body.get("model", ""))] += 1
             self.requests.append(body)
             self.headers.append(dict(request.headers))
             return dict(body)
