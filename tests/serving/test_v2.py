@@ -348,3 +348,39 @@ def test_language_models_on_v2_are_metered_and_refuse_numbers(
     _v2_error(_infer(platform, text_models["tiny"], numbers), 400)
     empty = {"inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [""]}]}
     _v2_error(_infer(platform, text_models["tiny"], empty), 400)
+
+
+def test_language_models_on_v2_spend_the_same_token_budget(
+    platform: Platform, text_models, make: Factory
+) -> None:
+    """The tensor protocols cannot go around a plan's token limits: the prompt and the
+    output are reserved before the model runs, and the output is capped to what is left."""
+    plan = make.plan(models=[text_models["tiny"]], output_tokens_per_minute=10)
+    developer, _app, key = make.key_for(plan)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def ask(max_tokens: int):
+        body = {
+            "parameters": {"max_tokens": max_tokens, "temperature": 0},
+            "inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["Hi"]}],
+        }
+        return platform.anonymous.post(
+            f"/v2/models/{text_models['tiny']}/infer", json=body, headers=headers
+        )
+
+    first = ask(8)
+    assert first.status_code == 200, first.text
+    capped = ask(8)  # 2 of the minute's 10 output tokens are left
+    assert capped.status_code == 200, capped.text
+    refused = ask(8)
+    assert refused.status_code == 429, refused.text
+    assert "output_tokens_per_minute" in refused.json()["error"]
+    deadline = time.monotonic() + 15
+    while True:
+        rows = developer.client.get("/usage", params={"group_by": "status"}).json()["usage"]
+        counts = {r["status"]: r for r in rows}
+        if sum(r["requests"] for r in rows) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert counts[200]["output_tokens"] == 10, counts
+    assert counts[429]["requests"] == 1, counts

@@ -2,8 +2,9 @@
 
 No database I/O: the gate reads the in-memory snapshot (and the limit counters), the
 usage recorder aggregates in memory and flushes in batches. Models that read no tokens
-are counted against the request limits at once; the OpenAI routes reserve their tokens
-themselves (``openai_api.py``), once they have counted the prompt.
+are counted against the request limits just before they run; language models, whatever
+the protocol, reserve their tokens with the request once the prompt is counted
+(``reserve_tokens``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from typing import Any
 from fastapi import Request, Response
 
 from openmaas import tracing
+from openmaas.access import Demand
 from openmaas.access.gate import Admission, Reservation
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.domain.usage import UsageEvent
 from openmaas.platform import Platform
 from openmaas.routing.table import CompiledRoute
+from openmaas.runtimes.language import LanguageRuntime
 from openmaas.serving.endpoints import Endpoint
+from openmaas.serving.language_tensors import speaks_text
 
 
 @dataclass
@@ -80,13 +84,9 @@ async def _metered(
     try:
         if call.span is None:
             call.admission = await platform.gate.admit(request.headers, call.model)
-            if call.protocol != "openai":
-                call.reservation = await platform.gate.reserve(call.admission)
         else:
             with tracing.span("openmaas.admission"):
                 call.admission = await platform.gate.admit(request.headers, call.model)
-                if call.protocol != "openai":
-                    call.reservation = await platform.gate.reserve(call.admission)
         response = await handle(call)
         status = response.status_code
         if call.reservation is not None:
@@ -206,6 +206,7 @@ async def dispatch(
 
         async def direct(call: Call) -> Response:
             call.endpoint = lookup()
+            await _reserve_request(platform, call, call.endpoint)
             return await run(call, call.endpoint)
 
         return await metered(platform, request, Call(model, protocol), direct)
@@ -216,6 +217,7 @@ async def dispatch(
     async def routed(call: Call) -> Response:
         async def invoke(endpoint: Endpoint) -> Response:
             call.endpoint = endpoint
+            await _reserve_request(platform, call, endpoint)
             return await run(call, endpoint)
 
         if call.span is None:
@@ -228,6 +230,48 @@ async def dispatch(
         return response
 
     return await metered(platform, request, Call(route.name, protocol), routed)
+
+
+async def _reserve_request(platform: Platform, call: Call, endpoint: Endpoint) -> None:
+    """A model that reads no tokens takes one request from the limits, once per call.
+
+    A language model's request is reserved with its tokens (``reserve_tokens``), by
+    whichever protocol reached it, once its prompt is counted.
+    """
+    if call.reservation is None and not speaks_text(endpoint):
+        assert call.admission is not None
+        call.reservation = await platform.gate.reserve(call.admission)
+
+
+async def reserve_tokens(
+    platform: Platform,
+    call: Call,
+    runtime: LanguageRuntime,
+    body: dict[str, Any],
+    *,
+    choices: int,
+    asked: int | None,
+    embedding: bool,
+) -> int | None:
+    """Reserve a language model's request and tokens before it runs; the cap per choice.
+
+    Once per request, even when a route tries several destinations: the prompt as the
+    runtime counts it, and for generation ``asked`` output tokens per choice (or the
+    runtime's default cap), at least one per choice. None: no limit caps the output.
+    """
+    assert call.admission is not None
+    if call.reservation is None:
+        terms = call.admission.terms
+        prompt = runtime.prompt_tokens_at_most(body) if terms and terms.token_limits else 0
+        if embedding:
+            demand = Demand(input_tokens=prompt)
+        else:
+            wanted = (asked or runtime.default_max_tokens) * choices
+            demand = Demand(input_tokens=prompt, output_tokens=wanted, least_output=choices)
+        call.reservation = await platform.gate.reserve(call.admission, demand)
+    if embedding or not call.reservation.caps_output:
+        return None
+    return call.reservation.allowance // choices
 
 
 def _route(platform: Platform, request: Request, name: str, by_path: bool) -> CompiledRoute | None:

@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from openmaas import tracing
-from openmaas.access import Demand
-from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish
+from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish, reserve_tokens
 from openmaas.api.deps import PlatformDep
 from openmaas.api.openai_schemas import (
     ChatRequest,
@@ -117,21 +116,13 @@ async def _reserve(
     total token limit applies, the body's ``max_tokens`` is lowered to the allowance
     (None: no limit caps the output, the body stays as the client sent it).
     """
-    assert call.admission is not None
-    choices = _choices(parsed)
-    if call.reservation is None:
-        terms = call.admission.terms
-        prompt = runtime.prompt_tokens_at_most(body) if terms and terms.token_limits else 0
-        if isinstance(parsed, EmbeddingRequest):
-            demand = Demand(input_tokens=prompt)
-        else:
-            asked = parsed.max_completion_tokens or parsed.max_tokens
-            wanted = (asked or runtime.default_max_tokens) * choices
-            demand = Demand(input_tokens=prompt, output_tokens=wanted, least_output=choices)
-        call.reservation = await platform.gate.reserve(call.admission, demand)
-    if isinstance(parsed, EmbeddingRequest) or not call.reservation.caps_output:
+    embedding = isinstance(parsed, EmbeddingRequest)
+    asked = None if embedding else parsed.max_completion_tokens or parsed.max_tokens
+    cap = await reserve_tokens(
+        platform, call, runtime, body, choices=_choices(parsed), asked=asked, embedding=embedding
+    )
+    if cap is None:
         return None
-    cap = call.reservation.allowance // choices
     if parsed.max_completion_tokens is not None:
         body["max_completion_tokens"] = cap
     if parsed.max_tokens is not None or parsed.max_completion_tokens is None:

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from openmaas import __version__
-from openmaas.api.admission import Call, dispatch
+from openmaas.api.admission import Call, dispatch, reserve_tokens
 from openmaas.api.deps import PlatformDep, require_admin
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
 from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
 from openmaas.platform import Platform
 from openmaas.runtimes import Tensors
+from openmaas.runtimes.language import LanguageRuntime
 from openmaas.serving.endpoints import Endpoint
 from openmaas.serving.language_tensors import infer_text, speaks_text
 from openmaas.serving.tensors import conform
@@ -152,8 +153,28 @@ async def run_tensors(
             )
     inputs = conform(endpoint.version.signature, inputs)
     if speaks_text(endpoint):
+
+        async def reserve(
+            runtime: LanguageRuntime, body: dict[str, Any], choices: int, embedding: bool
+        ) -> int | None:
+            asked = body.get("max_tokens")
+            return await reserve_tokens(
+                platform,
+                call,
+                runtime,
+                body,
+                choices=choices,
+                asked=asked if isinstance(asked, int) else None,
+                embedding=embedding,
+            )
+
         text = await infer_text(
-            platform.serving.dataplane, endpoint, inputs, parameters, protocol=protocol
+            platform.serving.dataplane,
+            endpoint,
+            inputs,
+            parameters,
+            protocol=protocol,
+            reserve=reserve,
         )
         call.input_tokens, call.output_tokens = text.input_tokens, text.output_tokens
         return text.outputs

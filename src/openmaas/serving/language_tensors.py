@@ -10,7 +10,7 @@ travel in the request's ``parameters``: ``max_tokens``, ``temperature``, ``top_p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,10 @@ from openmaas.serving.dataplane import DataPlane
 from openmaas.serving.endpoints import Endpoint
 
 GENERATION_PARAMETERS = ("max_tokens", "temperature", "top_p", "seed", "stop")
+
+ReserveTokens = Callable[[LanguageRuntime, dict[str, Any], int, bool], Awaitable[int | None]]
+"""Reserves a request's tokens before the model runs: (runtime, the request in OpenAI's
+shape, its choices, whether it embeds) -> the output cap per choice, or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +76,13 @@ async def infer_text(
     parameters: Mapping[str, Any],
     *,
     protocol: str,
+    reserve: ReserveTokens,
 ) -> TextResult:
-    """Generate a continuation of, or embed, every string of the one BYTES input."""
+    """Generate a continuation of, or embed, every string of the one BYTES input.
+
+    The tokens are reserved (``reserve``) once the runtime can count the prompt, before
+    the model runs, exactly as the model's own API does; the output is capped to them.
+    """
     texts, shape = _texts(inputs)
     outputs = endpoint.version.signature.outputs
     timeout = endpoint.deployment.config.timeout_s
@@ -82,12 +91,17 @@ async def infer_text(
             async with asyncio.timeout(timeout):
                 if isinstance(runtime, ChatRuntime) and not _makes_vectors(endpoint):
                     request = {k: parameters[k] for k in GENERATION_PARAMETERS if k in parameters}
-                    answer = await runtime.complete({**request, "prompt": texts, "n": 1})
+                    request.update(prompt=texts, n=1)
+                    cap = await reserve(runtime, request, len(texts), False)
+                    if cap is not None:
+                        request["max_tokens"] = cap
+                    answer = await runtime.complete(request)
                     choices = sorted(answer["choices"], key=lambda choice: choice["index"])
                     produced = np.array([c["text"] for c in choices], dtype=object)
                     result = produced.reshape(shape)
                     name = outputs[0].name if outputs else "text"
                 elif isinstance(runtime, EmbeddingRuntime):
+                    await reserve(runtime, {"input": texts}, len(texts), True)
                     answer = await runtime.embed({"input": texts})
                     data = sorted(answer["data"], key=lambda item: item["index"])
                     result = np.asarray([item["embedding"] for item in data], dtype=np.float32)
