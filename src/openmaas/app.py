@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openmaas import __version__
+from openmaas import __version__, tracing
 from openmaas.api import (
     admin,
     applications,
     auth,
     deployments,
+    kserve_v1,
     metrics,
     model_routes,
     models,
@@ -37,20 +38,31 @@ from openmaas.settings import Settings
 from openmaas.shutdown import drain_on_sigterm
 from openmaas.store.database import DatabaseUnavailable
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 logger = logging.getLogger("openmaas")
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The application; ``tracer_provider`` replaces the one ``OPENMAAS_OTEL_ENDPOINT`` sets up
+    (the tests give one with an in-memory exporter)."""
     platform = Platform.build(settings)
+    if tracer_provider is None and settings.otel_endpoint:
+        tracer_provider = tracing.provider_for(settings.otel_endpoint, settings.otel_service_name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if tracer_provider is not None:
+            tracing.enable(tracer_provider)
         try:
             await platform.start()
         except DatabaseUnavailable as exc:
             # The server reports it as the reason start-up failed: one line, no traceback.
             app.startup_error = exc.message  # type: ignore[attr-defined]
             await platform.stop()
+            if tracer_provider is not None:
+                tracing.disable()
             raise
         if settings.demo:
             from openmaas.demo import install_demo
@@ -63,12 +75,19 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             restore_sigterm()
             await platform.stop()
+            if tracer_provider is not None:
+                tracing.disable()
+                tracer_provider.shutdown()  # sends the spans still waiting in the batch
 
     app = OpenMaaSApp(
         title="OpenMaaS",
         version=__version__,
         description="Models as a Service: registry, serving and API management.",
         lifespan=lifespan,
+        # Served by install_openapi: per caller, and with the docs' assets installed locally.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         # A trailing slash is a wrong path, answered with a JSON 404: a redirect would send
         # API clients an empty body they do not follow for POSTs.
         redirect_slashes=False,
@@ -80,13 +99,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(v2.router)
     app.include_router(openai_api.router)
+    app.include_router(kserve_v1.router)
     app.include_router(v2.repository)
     app.include_router(system.router)
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(model_routes.router)
     app.include_router(metrics.router)
-    install_openapi(app, platform.serving.table)
+    install_openapi(app, platform)
     for module in (auth, applications, plans, usage, admin):
         app.include_router(module.router)
     install_portal(app)

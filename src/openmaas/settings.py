@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     """On stop, how long in-flight requests (streams included) may take to finish; those
     still running after it are cut."""
 
+    otel_endpoint: str | None = None
+    """OpenTelemetry collector (OTLP over HTTP, e.g. http://collector:4318) to send a trace
+    of every inference request to; unset: no tracing, at no cost. The exporter also reads
+    the standard OTEL_EXPORTER_OTLP_* variables (headers, certificates, timeout)."""
+
+    otel_service_name: str = "openmaas"
+    """``service.name`` of the traces."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

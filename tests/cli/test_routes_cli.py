@@ -55,3 +55,29 @@ def test_invalid_file_is_reported(platform: Platform, tmp_path: Path):
     file.write_text("apiVersion: x\nkind: ModelRoute\nmetadata: {name: bad}\nspec: {routes: []}\n")
     result = _run(platform, "routes", "apply", "-f", str(file))
     assert result.exit_code == 1 and "422" in result.output
+
+
+def test_namespaces_from_the_command_line(platform: Platform, unique_name: str, tmp_path: Path):
+    register(platform.admin, unique_name, skops_file(tmp_path, classifier()))
+    deploy(platform.admin, unique_name, endpoint_name=f"{unique_name}_ep")
+    route = f"{unique_name}-team"
+    file = tmp_path / "routes.yaml"
+    documents = []
+    for namespace in ("team-a", "team-b"):
+        document = route_doc(route, [to(f"{unique_name}_ep")])
+        document["metadata"]["namespace"] = namespace
+        documents.append(document)
+    file.write_text(yaml.safe_dump_all(documents))
+    applied = _run(platform, "routes", "apply", "-f", str(file))
+    assert applied.exit_code == 0, applied.output
+    assert f"route team-a/{route}" in applied.output and f"route team-b/{route}" in applied.output
+    again = _run(platform, "routes", "apply", "-f", str(file))
+    assert again.exit_code == 0 and again.output.count("revision 2") == 2  # replaced, each
+    listed = _run(platform, "routes", "list", "-n", "team-b")
+    assert listed.exit_code == 0 and "team-b" in listed.output and "team-a" not in listed.output
+    shown = _run(platform, "routes", "show", route, "-n", "team-a")
+    assert shown.exit_code == 0 and "namespace: team-a" in shown.output
+    assert _run(platform, "routes", "show", route).exit_code == 1  # not in "default"
+    assert _run(platform, "routes", "delete", route, "--namespace", "team-a").exit_code == 0
+    assert _run(platform, "routes", "show", route, "-n", "team-a").exit_code == 1
+    assert _run(platform, "routes", "show", route, "-n", "team-b").exit_code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers import free_port, wait_ready
 
@@ -27,9 +29,11 @@ def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
         "--data-dir",
         str(tmp_path),
     ]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(process, url, timeout=300)  # the demo loads its language models first
@@ -39,9 +43,23 @@ def test_serve_with_demo_registers_the_demo_models(tmp_path: Path) -> None:
         assert names["binary_classifier"]["latest_version"] == 1
         assert names["quadratic_predictor"]["latest_version"] == 1
         assert httpx.get(f"{url}/models").status_code == 401
+        # The banner's commands work when copied as printed: no box drawn through them.
+        output = log.read_text()
+        commands = [
+            line.strip() for line in output.splitlines() if line.strip().startswith("curl ")
+        ]
+        assert len(commands) == 2, output
+        for command in commands:
+            done = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=True
+            )
+            answer = json.loads(done.stdout)
+            assert "models" in answer or answer["prediction"] == pytest.approx(6.0, abs=0.1)
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
+    output = log.read_text()
+    assert not set(output) & set("│╭╮╰╯─"), output
     assert url in output and "/docs" in output and key in output
     dev_key = (tmp_path / "demo-dev1-key").read_text().strip()
     assert "dev1 / openshift" in output and dev_key in output

@@ -308,3 +308,59 @@ def test_the_plan_applies_to_the_route_name(
     _, _, other = make.key_for(models=[target])
     refused = _ask(platform.anonymous, route, headers={"Authorization": f"Bearer {other}"})
     assert refused.status_code == 403
+
+
+def test_namespaces_scope_route_names(platform: Platform, deployed: Deployer, unique_name: str):
+    first, second = deployed("team_a", 1), deployed("team_b", 2)
+    route = f"{unique_name}-ns"
+    for namespace, destination in (("team-a", first), ("team-b", second)):
+        document = route_doc(route, [to(destination)])
+        document["metadata"]["namespace"] = namespace
+        assert _apply(platform, document)["metadata"]["namespace"] == namespace
+    for namespace, value in (("team-a", 1), ("team-b", 2)):
+        answer = _ask(platform.admin, route, headers={"X-OpenMaaS-Namespace": namespace})
+        assert _answer(answer) == value
+        shown = platform.admin.get(f"/routes/{route}", params={"namespace": namespace})
+        assert shown.status_code == 200 and shown.json()["status"]["phase"] == "Active"
+    # Without the header a request means the default namespace, where there is none.
+    assert _ask(platform.admin, route).status_code == 404
+    assert platform.admin.get(f"/routes/{route}").status_code == 404
+    listed = platform.admin.get("/routes", params={"namespace": "team-a"}).json()["routes"]
+    assert [r["metadata"]["name"] for r in listed] == [route]
+    again = route_doc(route, [to(first)])
+    again["metadata"]["namespace"] = "team-a"
+    assert platform.admin.post("/routes", json=again).status_code == 409
+    # A document without a namespace takes the one the request names.
+    del again["metadata"]["namespace"]
+    third = platform.admin.post("/routes", json=again, params={"namespace": "team-c"})
+    assert third.status_code == 201 and third.json()["metadata"]["namespace"] == "team-c"
+    replaced = platform.admin.put(
+        f"/routes/{route}", json=route_doc(route, [to(second)]), params={"namespace": "team-c"}
+    )
+    assert replaced.status_code == 409  # the document says default, the request team-c
+    deleted = platform.admin.delete(f"/routes/{route}", params={"namespace": "team-a"})
+    assert deleted.status_code == 204
+    assert (
+        _ask(platform.admin, route, headers={"X-OpenMaaS-Namespace": "team-a"}).status_code == 404
+    )
+    assert _answer(_ask(platform.admin, route, headers={"X-OpenMaaS-Namespace": "team-b"})) == 2
+
+
+def test_a_route_with_nothing_deployed_behind_it_is_failed(
+    platform: Platform, deployed: Deployer, unique_name: str
+):
+    ghost = f"{unique_name}-nowhere"
+    created = _apply(platform, route_doc(ghost, [to("not-deployed")], fallback=ref("nor-this")))
+    status = created["status"]
+    assert status["phase"] == "Failed" and status["activeRoutes"] == 0
+    ready = status["conditions"][0]
+    assert ready["type"] == "Ready" and ready["status"] == "False"
+    assert ready["reason"] == "NoDestinationDeployed" and "not-deployed" in ready["message"]
+    live = deployed("live", 4)
+    route = f"{unique_name}-live"
+    assert _apply(platform, route_doc(route, [to(live)]))["status"]["phase"] == "Active"
+    undeployed = platform.admin.post("/deployments/undeploy", json={"endpoint_name": live})
+    assert undeployed.status_code == 200, undeployed.text
+    status = platform.admin.get(f"/routes/{route}").json()["status"]
+    assert status["phase"] == "Failed"
+    assert status["conditions"][0]["reason"] == "NoDestinationDeployed"

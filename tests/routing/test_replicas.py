@@ -105,4 +105,4 @@ def test_replicas_share_routes_and_decide_each_canary_step_once(
     views = [client.get("/routes/replicated").json()["status"] for client in (a, b)]
     assert views[0]["revision"] == views[1]["revision"] == 3  # applied, 40 -> 80, promoted
     kinds = [c["type"] for c in views[0]["conditions"]]
-    assert kinds == ["Accepted", "CanaryProgressing", "CanaryPromoted"], kinds
+    assert kinds == ["Ready", "Accepted", "CanaryProgressing", "CanaryPromoted"], kinds

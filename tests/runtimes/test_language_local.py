@@ -278,3 +278,198 @@ def test_an_unloaded_runtime_is_unavailable(tmp_path: Path, tiny_dir: Path) -> N
         asyncio.run(TransformersRuntime(spec).chat({"messages": HELLO}))
     with pytest.raises(ServiceUnavailable):
         SentenceTransformersRuntime(spec).count_tokens("x")
+
+
+def _model_logprobs(runtime: TransformersRuntime, ids: list[int]) -> Any:
+    """The model's own log-probabilities after each position, as generation sees them
+    (the model's generation config suppresses some tokens)."""
+    import torch
+
+    model = runtime._model
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+        logits[:, model.generation_config.suppress_tokens or []] = float("-inf")
+        return torch.log_softmax(logits, dim=-1)
+
+
+def test_chat_logprobs_are_the_models_own_scores(llm: TransformersRuntime) -> None:
+    request = {
+        "messages": HELLO,
+        "max_tokens": 6,
+        "temperature": 0,
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    answer = asyncio.run(llm.chat(request))
+    content = answer["choices"][0]["logprobs"]["content"]
+    assert answer["choices"][0]["logprobs"]["refusal"] is None
+    assert len(content) == answer["usage"]["completion_tokens"] == 6
+    prompt = _prompt_ids(llm, HELLO)
+    generated = [llm._tokenizer.encode(e["token"], add_special_tokens=False) for e in content]
+    ids = prompt + [token for pieces in generated for token in pieces]
+    expected = _model_logprobs(llm, ids)
+    for position, entry in enumerate(content):
+        row = expected[len(prompt) + position - 1]
+        token = ids[len(prompt) + position]
+        assert entry["logprob"] == pytest.approx(float(row[token]), abs=1e-4)
+        assert entry["bytes"] == list(entry["token"].encode())
+        alternatives = entry["top_logprobs"]
+        assert len(alternatives) == 3
+        assert alternatives[0]["token"] == entry["token"]  # greedy: the likeliest token
+        assert [a["logprob"] for a in alternatives] == sorted(
+            (a["logprob"] for a in alternatives), reverse=True
+        )
+    text = "".join(entry["token"] for entry in content)
+    assert text == answer["choices"][0]["message"]["content"]
+    chunks = asyncio.run(_drain(llm.chat_stream(request)))
+    streamed = [
+        entry
+        for chunk in chunks
+        if chunk["choices"] and chunk["choices"][0]["logprobs"]
+        for entry in chunk["choices"][0]["logprobs"]["content"]
+    ]
+    assert streamed == content
+    plain = asyncio.run(llm.chat({**request, "logprobs": False, "top_logprobs": None}))
+    assert plain["choices"][0]["logprobs"] is None
+
+
+def test_completion_echo_scores_the_prompt(llm: TransformersRuntime) -> None:
+    prompt = "The quick brown fox"
+    ids = list(llm._tokenizer.encode(prompt))
+    scored = asyncio.run(
+        llm.complete({"prompt": prompt, "max_tokens": 0, "echo": True, "logprobs": 2})
+    )
+    choice = scored["choices"][0]
+    assert choice["text"] == prompt and choice["finish_reason"] == "length"
+    assert scored["usage"] == {
+        "prompt_tokens": len(ids),
+        "completion_tokens": 0,
+        "total_tokens": len(ids),
+    }
+    logprobs = choice["logprobs"]
+    assert "".join(logprobs["tokens"]) == prompt
+    assert logprobs["token_logprobs"][0] is None and logprobs["top_logprobs"][0] is None
+    expected = _model_logprobs(llm, ids)
+    for position in range(1, len(ids)):
+        want = float(expected[position - 1][ids[position]])
+        assert logprobs["token_logprobs"][position] == pytest.approx(want, abs=1e-4)
+        # The two likeliest, and the chosen token whatever its rank.
+        assert 2 <= len(logprobs["top_logprobs"][position]) <= 3
+    assert logprobs["text_offset"][0] == 0
+    generated = asyncio.run(
+        llm.complete({"prompt": prompt, "max_tokens": 3, "temperature": 0, "logprobs": 0})
+    )
+    offsets = generated["choices"][0]["logprobs"]["text_offset"]
+    assert offsets[0] == len(prompt)  # offsets count from the prompt's start
+    echoed = asyncio.run(
+        llm.complete({"prompt": prompt, "max_tokens": 3, "temperature": 0, "echo": True})
+    )
+    assert echoed["choices"][0]["text"] == prompt + generated["choices"][0]["text"]
+    chunks = asyncio.run(
+        _drain(llm.complete_stream({"prompt": prompt, "max_tokens": 3, "echo": True, "seed": 1}))
+    )
+    assert chunks[0]["choices"][0]["text"] == prompt
+
+
+def test_token_id_prompts(llm: TransformersRuntime) -> None:
+    ids = list(llm._tokenizer.encode("Paths"))
+    as_text = asyncio.run(llm.complete({"prompt": "Paths", "max_tokens": 4, "temperature": 0}))
+    as_ids = asyncio.run(llm.complete({"prompt": ids, "max_tokens": 4, "temperature": 0}))
+    assert as_ids["choices"][0]["text"] == as_text["choices"][0]["text"]
+    several = asyncio.run(
+        llm.complete({"prompt": [ids, ids[:1]], "max_tokens": 2, "temperature": 0})
+    )
+    assert len(several["choices"]) == 2
+    assert several["usage"]["prompt_tokens"] == len(ids) + 1
+    with pytest.raises(BadRequest) as error:
+        asyncio.run(llm.complete({"prompt": [10**6], "max_tokens": 2}))
+    assert error.value.details == {"param": "prompt"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format",
+        ),
+        ({"audio": {"voice": "alloy"}}, "audio"),
+        ({"no_such_field": 1}, "no_such_field"),
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logit_bias": {"-1": 5}}, "logit_bias"),
+        ({"frequency_penalty": 3}, "frequency_penalty"),
+    ],
+)
+def test_what_an_in_process_model_cannot_do_is_a_400(
+    llm: TransformersRuntime, fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(BadRequest) as error:
+        asyncio.run(llm.chat({"messages": HELLO, "max_tokens": 2, **fields}))
+    assert error.value.details == {"param": param}
+    with pytest.raises(BadRequest):
+        asyncio.run(_drain(llm.chat_stream({"messages": HELLO, "max_tokens": 2, **fields})))
+
+
+def test_harmless_fields_pass_and_completion_only_ones_are_checked(
+    llm: TransformersRuntime,
+) -> None:
+    harmless = {
+        "tools": [],
+        "tool_choice": "none",
+        "parallel_tool_calls": True,
+        "response_format": {"type": "text"},
+        "user": "someone",
+        "store": False,
+        "metadata": {"team": "a"},
+    }
+    answer = asyncio.run(llm.chat({"messages": HELLO, "max_tokens": 2, **harmless}))
+    assert answer["choices"][0]["message"]["refusal"] is None
+    for fields, param in (
+        ({"suffix": "end"}, "suffix"),
+        ({"best_of": 3}, "best_of"),
+        ({"logprobs": 6}, "logprobs"),
+        ({"max_tokens": 0}, "max_tokens"),  # 0 only with echo
+    ):
+        with pytest.raises(BadRequest) as error:
+            asyncio.run(llm.complete({"prompt": "x", "max_tokens": 2, **fields}))
+        assert error.value.details == {"param": param}
+
+
+def test_logit_bias_and_penalties(llm: TransformersRuntime) -> None:
+    token = llm._tokenizer.encode("C", add_special_tokens=False)[0]
+    forced = asyncio.run(
+        llm.complete(
+            {"prompt": "x", "max_tokens": 5, "temperature": 0, "logit_bias": {str(token): 100}}
+        )
+    )
+    assert forced["choices"][0]["text"] == "C" * 5
+    # The random model's scores are all close: a bias of 5 wins until the penalties
+    # (2 for being there, 2 for each time) take it back below the rest.
+    penalised = asyncio.run(
+        llm.complete(
+            {
+                "prompt": "x",
+                "max_tokens": 8,
+                "temperature": 0,
+                "logit_bias": {str(token): 5},
+                "frequency_penalty": 2,
+                "presence_penalty": 2,
+                "logprobs": 0,
+            }
+        )
+    )
+    tokens = penalised["choices"][0]["logprobs"]["tokens"]
+    assert tokens[:2] == ["C", "C"] and "C" not in tokens[2:]
+    # The scores reported are the model's own, before the bias.
+    assert penalised["choices"][0]["logprobs"]["token_logprobs"][0] < -1
+
+
+def test_embeddings_refuse_what_they_cannot_do(minilm: SentenceTransformersRuntime) -> None:
+    with pytest.raises(BadRequest) as error:
+        asyncio.run(minilm.embed({"input": "x", "truncate_prompt_tokens": 3}))
+    assert error.value.details == {"param": "truncate_prompt_tokens"}
+    assert asyncio.run(minilm.embed({"input": "x", "user": "me"}))["data"]

@@ -127,24 +127,35 @@ def test_output_selection(tmp_path: Path, v2_url: str) -> None:
     assert list(result) == ["b_out"]
 
 
-def test_upstream_failures(tmp_path: Path, v2_url: str) -> None:
+def test_upstream_failures(tmp_path: Path, v2_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Failures are told in our words; the upstream's address and text stay in the log."""
     x = {"x": np.zeros((1, 2), dtype=np.float32)}
+    host = v2_url.removeprefix("http://")
     with pytest.raises(BadGateway) as error:
         _infer(_runtime(tmp_path, v2_url, model="boom"), x)
-    assert error.value.code == "upstream_error" and "exploded" in error.value.message
+    assert error.value.code == "upstream_error"
+    assert "exploded" not in error.value.message and host not in error.value.message
+    reference = error.value.details["reference"]
+    assert reference in error.value.message
+    logged = [r.getMessage() for r in caplog.records if reference in r.getMessage()]
+    assert logged and "exploded" in logged[0] and host in logged[0]
     with pytest.raises(BadRequest) as rejected:
         _infer(_runtime(tmp_path, v2_url, model="picky"), x)
-    assert "wrong shape" in rejected.value.message
+    assert "wrong shape" in rejected.value.message  # the client's own fault is explained
     with pytest.raises(BadGateway):
         _infer(_runtime(tmp_path, v2_url, model="garbled"), x)
     with pytest.raises(BadGateway):
         _infer(_runtime(tmp_path, v2_url, model="missing"), x)
     started = time.monotonic()
-    with pytest.raises(GatewayTimeout):
+    with pytest.raises(GatewayTimeout) as slow:
         _infer(_runtime(tmp_path, v2_url, model="slow", timeout=0.3), x)
     assert time.monotonic() - started < 2
-    with pytest.raises(ServiceUnavailable):
-        _infer(_runtime(tmp_path, f"http://127.0.0.1:{free_port()}", model="echo"), x)
+    assert host not in slow.value.message
+    down = f"127.0.0.1:{free_port()}"
+    with pytest.raises(ServiceUnavailable) as unreachable:
+        _infer(_runtime(tmp_path, f"http://{down}", model="echo"), x)
+    assert down not in unreachable.value.message
+    assert "Connect" not in unreachable.value.message  # no library exception text
     with pytest.raises(BadRequest):
         _infer(_runtime(tmp_path, v2_url, model="echo"), {"raw": np.array([b"\xff"], dtype=object)})
 

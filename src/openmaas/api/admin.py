@@ -10,9 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.auth import EMAIL, USERNAME
 from openmaas.api.deps import AdminDep, IdPath, PlatformDep, require_admin
+from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.accounts import Role
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    route_class=JsonBodyRoute,
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+)
 
 
 class UserCreate(BaseModel):

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import MAX_ID, IdPath, PlatformDep, PrincipalDep
+from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.applications import ApiKey, ApplicationStatus
 from openmaas.domain.errors import BadRequest
 
-router = APIRouter(tags=["applications"])
+router = APIRouter(route_class=JsonBodyRoute, tags=["applications"])
 
 
 class ApplicationCreate(BaseModel):

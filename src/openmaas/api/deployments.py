@@ -8,11 +8,15 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import PlatformDep, require_admin
+from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import NotFound, Unprocessable
 
 router = APIRouter(
-    prefix="/deployments", tags=["deployments"], dependencies=[Depends(require_admin)]
+    route_class=JsonBodyRoute,
+    prefix="/deployments",
+    tags=["deployments"],
+    dependencies=[Depends(require_admin)],
 )
 
 

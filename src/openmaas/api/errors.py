@@ -1,7 +1,8 @@
 """One error handler: every failure leaves as JSON with a stable code and the right status.
 
-Routes under ``/v2`` answer in the Open Inference Protocol's shape (``{"error": ...}``);
-routes under ``/v1`` in OpenAI's; everything else as ``{"code", "message", "details"?}``.
+Routes under ``/v2`` and KServe V1's ``/v1/models/{name}:predict`` and ``.../infer``
+answer in the Open Inference Protocol's shape (``{"error": ...}``); the rest of ``/v1`` in
+OpenAI's; everything else as ``{"code", "message", "details"?}``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ _OPENAI_TYPES = {
 _OUTAGES = frozenset({"database_unavailable", "limits_unavailable", "artifact_store_unavailable"})
 
 
+def _kserve_v1(path: str) -> bool:
+    """KServe V1's inference paths, which share ``/v1`` with OpenAI's API."""
+    return path.startswith("/v1/models/") and path.endswith((":predict", "/infer"))
+
+
 def error_body(path: str, status: int, code: str, message: str, details: Any = None) -> Any:
-    if path.startswith("/v2"):
+    if path.startswith("/v2") or _kserve_v1(path):
         return {"error": message}
     if path.startswith("/v1"):
         kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "api_error")

@@ -1,7 +1,8 @@
 """The inference routes served without FastAPI's routing and dependency injection.
 
-``POST /predict``, ``/predict/{endpoint}``, the V2 ``.../infer`` routes and the OpenAI
-``/v1`` completions and embeddings are the hot
+``POST /predict``, ``/predict/{endpoint}``, the V2 ``.../infer`` routes, the OpenAI
+``/v1`` completions and embeddings, and KServe V1's ``/v1/models/{name}:predict`` and
+seed 003's ``/v1/models/{name}/infer`` are the hot
 path: most of a small model's request time used to go to routing through every route,
 solving dependencies (the synchronous ``get_platform`` ran in a worker thread) and
 FastAPI's per-request machinery. This middleware sits inside the body size limit and CORS,
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from openmaas.api import openai_api, predict, v2
+from openmaas.api import kserve_v1, openai_api, predict, v2
 from openmaas.api.errors import error_response, openmaas_error
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.platform import Platform
@@ -63,6 +64,13 @@ def _route(path: str) -> Handler | None:
             return lambda platform, request: v2.infer(platform, request, name, version)
         return None
     if parts[1] == "v1":
+        if count == 5 and parts[2] == "models" and parts[4] == "infer" and parts[3]:
+            name = parts[3]
+            return lambda platform, request: kserve_v1.infer(platform, request, name)
+        if count == 4 and parts[2] == "models" and parts[3].endswith(":predict"):
+            name = parts[3].removesuffix(":predict")
+            if name:
+                return lambda platform, request: kserve_v1.predict(platform, request, name)
         return _OPENAI.get(path)
     if parts[1] == "predict":
         if count == 2:

@@ -10,11 +10,17 @@ from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import AdminDep, PlatformDep, require_admin
+from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import ModelRef, Signature, Task
 from openmaas.registry import VersionUpload
 
-router = APIRouter(prefix="/models", tags=["registry"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    route_class=JsonBodyRoute,
+    prefix="/models",
+    tags=["registry"],
+    dependencies=[Depends(require_admin)],
+)
 
 _CHUNK = 1024 * 1024
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from openmaas.access import Demand
-from openmaas.api.admission import Call, dispatch, finish
+from openmaas import tracing
+from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish, reserve_tokens
 from openmaas.api.deps import PlatformDep
 from openmaas.api.openai_schemas import (
     ChatRequest,
@@ -20,13 +20,16 @@ from openmaas.api.openai_schemas import (
 )
 from openmaas.api.openai_stream import EventStreamResponse, MeteredStream
 from openmaas.api.wire import json_response, read_json
-from openmaas.domain.errors import GatewayTimeout, NotFound
+from openmaas.domain.deployments import DeploymentStatus
+from openmaas.domain.errors import GatewayTimeout, NotFound, ServiceUnavailable
 from openmaas.platform import Platform
 from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRuntime
 from openmaas.runtimes.openai_objects import usage as wire_usage
 from openmaas.serving.endpoints import Endpoint
 
 router = APIRouter(prefix="/v1", tags=["openai"])
+# Runtime methods as OpenTelemetry's GenAI conventions name the operations.
+_OPERATIONS = {"chat": "chat", "complete": "text_completion", "embed": "embeddings"}
 
 
 def _endpoint(platform: Platform, model: str) -> Endpoint:
@@ -56,22 +59,42 @@ def _model_object(endpoint: Endpoint) -> dict[str, Any]:
 
 @router.get("/models")
 async def list_models(request: Request, platform: PlatformDep) -> Response:
+    """OpenAI's model list (language models), and KServe V1's ``models`` (every name)."""
     allowed = platform.gate.model_filter(request.headers)
     seen: dict[str, dict[str, Any]] = {}
+    every: set[str] = set()
     for endpoint in platform.serving.table.by_name.values():
         name = endpoint.deployment.model_name
-        if name not in seen and _is_language(endpoint) and allowed(name):
-            seen[name] = _model_object(endpoint)
-    return json_response({"object": "list", "data": sorted(seen.values(), key=lambda m: m["id"])})
+        if allowed(name):
+            every.add(name)
+            if name not in seen and _is_language(endpoint):
+                seen[name] = _model_object(endpoint)
+    data = sorted(seen.values(), key=lambda m: m["id"])
+    return json_response({"object": "list", "data": data, "models": sorted(every)})
 
 
 @router.get("/models/{model:path}")
 async def get_model(model: str, request: Request, platform: PlatformDep) -> Response:
+    """OpenAI's retrieve-model and KServe V1's readiness in one object.
+
+    KServe clients read ``name`` and ``ready``, and a model that is not ready yet is a 503;
+    OpenAI clients read ``id``. A ModelRoute is ready when one of its destinations is.
+    """
     allowed = platform.gate.model_filter(request.headers)
-    endpoint = _endpoint(platform, model)
-    if not _is_language(endpoint) or not allowed(endpoint.deployment.model_name):
-        raise NotFound(f"The model '{model}' does not exist", code="model_not_found")
-    return json_response(_model_object(endpoint))
+    route = platform.routing.table.get(model, request.headers.get(NAMESPACE_HEADER))
+    if route is not None and allowed(model):
+        states = [platform.routing.describe(route)["status"]["phase"]]
+        found = {"id": model, "object": "model", "created": 0, "owned_by": "openmaas"}
+        ready = states == ["Active"]
+    else:
+        endpoint = _endpoint(platform, model)
+        if not allowed(endpoint.deployment.model_name):
+            raise NotFound(f"The model '{model}' does not exist", code="model_not_found")
+        found = {**_model_object(endpoint), "id": model}
+        ready = endpoint.deployment.status is DeploymentStatus.ACTIVE
+    if not ready:
+        raise ServiceUnavailable(f"model {model!r} is not ready", code="model_not_ready")
+    return json_response({**found, "name": model, "ready": True})
 
 
 def _choices(parsed: Any) -> int:
@@ -93,21 +116,13 @@ async def _reserve(
     total token limit applies, the body's ``max_tokens`` is lowered to the allowance
     (None: no limit caps the output, the body stays as the client sent it).
     """
-    assert call.admission is not None
-    choices = _choices(parsed)
-    if call.reservation is None:
-        terms = call.admission.terms
-        prompt = runtime.prompt_tokens_at_most(body) if terms and terms.token_limits else 0
-        if isinstance(parsed, EmbeddingRequest):
-            demand = Demand(input_tokens=prompt)
-        else:
-            asked = parsed.max_completion_tokens or parsed.max_tokens
-            wanted = (asked or runtime.default_max_tokens) * choices
-            demand = Demand(input_tokens=prompt, output_tokens=wanted, least_output=choices)
-        call.reservation = await platform.gate.reserve(call.admission, demand)
-    if isinstance(parsed, EmbeddingRequest) or not call.reservation.caps_output:
+    embedding = isinstance(parsed, EmbeddingRequest)
+    asked = None if embedding else parsed.max_completion_tokens or parsed.max_tokens
+    cap = await reserve_tokens(
+        platform, call, runtime, body, choices=_choices(parsed), asked=asked, embedding=embedding
+    )
+    if cap is None:
         return None
-    cap = call.reservation.allowance // choices
     if parsed.max_completion_tokens is not None:
         body["max_completion_tokens"] = cap
     if parsed.max_tokens is not None or parsed.max_completion_tokens is None:
@@ -151,6 +166,8 @@ async def _answer(
     body = payload(parsed)
 
     async def run(call: Call, endpoint: Endpoint) -> Response:
+        if call.span is not None:
+            tracing.describe_generation(call.span, _OPERATIONS[method], parsed.model, body)
         if getattr(parsed, "stream", False):
             return await _stream(platform, request, call, endpoint, kind, method, parsed, body)
         timeout = endpoint.deployment.config.timeout_s

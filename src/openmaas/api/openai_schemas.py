@@ -47,14 +47,29 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Generation):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0)] | None = None
+
+
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 
 class CompletionRequest(_Generation):
-    prompt: str | Annotated[list[str], Field(min_length=1)]
+    prompt: (
+        str
+        | Annotated[list[str], Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1)]
+    )
+    # 0 with echo scores the prompt without generating (what evaluation harnesses do);
+    # the engine refuses 0 without echo.
+    max_tokens: Annotated[int, Field(ge=0)] | None = None
+    logprobs: Annotated[int, Field(ge=0)] | None = None
+    echo: bool | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _not_empty(cls, prompt: str | list[str]) -> str | list[str]:
+    def _not_empty(cls, prompt: Any) -> Any:
         if prompt == "" or (isinstance(prompt, list) and any(p == "" for p in prompt)):
             raise ValueError("prompt must not be empty")
         return prompt

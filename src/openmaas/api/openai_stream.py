@@ -93,7 +93,10 @@ class MeteredStream:
                 self.texts[index] = self.texts.get(index, "") + text
             if choice.get("finish_reason"):
                 self.ended.add(index)
-        if not self.include_usage:
+        if self.include_usage:
+            # OpenAI's chunks before the last say ``"usage": null`` when usage was asked for.
+            chunk = {**chunk, "usage": None}
+        else:
             chunk = {k: v for k, v in chunk.items() if k != "usage"}
         return event(chunk)
 

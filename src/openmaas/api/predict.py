@@ -33,7 +33,7 @@ def _array(value: Any, name: str) -> np.ndarray:
     return array
 
 
-def _tensors(endpoint: Endpoint, payload: Any) -> tuple[Tensors, bool]:
+def tensors_from_payload(endpoint: Endpoint, payload: Any) -> tuple[Tensors, bool]:
     """Request tensors and whether the caller sent one unbatched example."""
     specs = endpoint.version.signature.inputs
     if isinstance(payload, dict) and (len(specs) != 1 or set(payload) <= {s.name for s in specs}):
@@ -58,14 +58,22 @@ def _is_single(specs: Any, raw: Tensors) -> bool:
     return value.ndim == len(shape) - 1 and not one_feature_column
 
 
-def _plain(value: np.ndarray) -> Any:
-    if value.dtype.kind == "S":
-        value = np.char.decode(value, "utf-8")
-    return value.tolist()
+def plain(value: Any) -> Any:
+    """A tensor, or one row of it, as JSON values (BYTES as text)."""
+    array = np.asarray(value)
+    if array.dtype.kind == "S":
+        array = np.char.decode(array, "utf-8", "replace")
+    elif array.dtype.kind == "O":
+        array = np.vectorize(_text, otypes=[object])(array) if array.size else array
+    return array.tolist()
+
+
+def _text(item: Any) -> Any:
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
 
 
 def _answer(endpoint: Endpoint, outputs: Tensors, single: bool) -> dict[str, Any]:
-    values = {name: _plain(value[0] if single else value) for name, value in outputs.items()}
+    values = {name: plain(value[0] if single else value) for name, value in outputs.items()}
     first = next(iter(values.values()))
     return {
         "model_name": endpoint.deployment.model_name,
@@ -79,7 +87,7 @@ def _answer(endpoint: Endpoint, outputs: Tensors, single: bool) -> dict[str, Any
 async def _predict(platform: Any, endpoint: Endpoint, payload: Any, protocol: str) -> Response:
     if "input" not in payload:
         raise BadRequest("the body needs an 'input'", code="missing_input")
-    inputs, single = _tensors(endpoint, payload["input"])
+    inputs, single = tensors_from_payload(endpoint, payload["input"])
     outputs = await platform.serving.dataplane.infer(endpoint, inputs, protocol=protocol)
     return json_response(_answer(endpoint, outputs, single))
 

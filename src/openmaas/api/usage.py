@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 
 from openmaas.api.deps import MAX_ID, PlatformDep, PrincipalDep
+from openmaas.api.json_body import JsonBodyRoute
 from openmaas.metering.usage import parse_group_by, to_csv
 
-router = APIRouter(tags=["usage"])
+router = APIRouter(route_class=JsonBodyRoute, tags=["usage"])
 
 _GROUP_BY = Query(
     None,

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from openmaas import __version__
-from openmaas.api.admission import Call, dispatch
+from openmaas.api.admission import Call, dispatch, reserve_tokens
 from openmaas.api.deps import PlatformDep, require_admin
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
 from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
 from openmaas.platform import Platform
+from openmaas.runtimes import Tensors
+from openmaas.runtimes.language import LanguageRuntime
 from openmaas.serving.endpoints import Endpoint
+from openmaas.serving.language_tensors import infer_text, speaks_text
 from openmaas.serving.tensors import conform
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -34,6 +38,7 @@ def _endpoint(platform: Platform, name: str, version: str | None) -> Endpoint:
 
 
 @router.get("")
+@router.get("/", include_in_schema=False)
 async def server_metadata() -> dict[str, Any]:
     return {
         "name": "openmaas",
@@ -112,7 +117,7 @@ async def infer(platform: Platform, request: Request, name: str, version: str | 
     parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
 
     async def run(call: Call, endpoint: Endpoint) -> Response:
-        return await _run(platform, endpoint, parsed, name)
+        return await _run(platform, call, endpoint, parsed, name)
 
     return await dispatch(
         platform,
@@ -125,20 +130,72 @@ async def infer(platform: Platform, request: Request, name: str, version: str | 
     )
 
 
-async def _run(platform: Platform, endpoint: Endpoint, parsed: InferRequest, name: str) -> Response:
+async def run_tensors(
+    platform: Platform,
+    call: Call,
+    endpoint: Endpoint,
+    inputs: Tensors,
+    outputs: list[str] | None,
+    parameters: Mapping[str, Any],
+    *,
+    protocol: str,
+) -> Tensors:
+    """Named tensors in, named tensors out, from a tensor model or a language model.
+
+    A language model's tokens are metered like those of its own API.
+    """
     known_outputs = {spec.name for spec in endpoint.version.signature.outputs}
-    for output in parsed.outputs or ():
+    for output in outputs or ():
         if known_outputs and output not in known_outputs:
             raise BadRequest(
                 f"unknown output {output!r}; the model has {sorted(known_outputs)}",
                 code="unknown_output",
             )
-    inputs = conform(endpoint.version.signature, parsed.inputs)
-    result = await platform.serving.dataplane.infer(endpoint, inputs, parsed.outputs, protocol="v2")
+    inputs = conform(endpoint.version.signature, inputs)
+    if speaks_text(endpoint):
+
+        async def reserve(
+            runtime: LanguageRuntime, body: dict[str, Any], choices: int, embedding: bool
+        ) -> int | None:
+            asked = body.get("max_tokens")
+            return await reserve_tokens(
+                platform,
+                call,
+                runtime,
+                body,
+                choices=choices,
+                asked=asked if isinstance(asked, int) else None,
+                embedding=embedding,
+            )
+
+        text = await infer_text(
+            platform.serving.dataplane,
+            endpoint,
+            inputs,
+            parameters,
+            protocol=protocol,
+            reserve=reserve,
+        )
+        call.input_tokens, call.output_tokens = text.input_tokens, text.output_tokens
+        return text.outputs
+    return await platform.serving.dataplane.infer(endpoint, inputs, outputs, protocol=protocol)
+
+
+async def _run(
+    platform: Platform, call: Call, endpoint: Endpoint, parsed: InferRequest, name: str
+) -> Response:
+    result = await run_tensors(
+        platform,
+        call,
+        endpoint,
+        parsed.inputs,
+        parsed.outputs,
+        parsed.parameters,
+        protocol="v2",
+    )
     tensors, blobs = [], []
     for output_name, value in result.items():
-        binary = parsed.all_binary or output_name in parsed.binary_outputs
-        tensor, blob = encode_output(output_name, value, binary)
+        tensor, blob = encode_output(output_name, value, parsed.binary(output_name))
         tensors.append(tensor)
         blobs.append(blob)
     answer: dict[str, Any] = {

@@ -26,7 +26,15 @@ class InferRequest:
     inputs: Tensors
     outputs: list[str] | None
     binary_outputs: set[str] = field(default_factory=set)
+    json_outputs: set[str] = field(default_factory=set)
+    """Outputs whose own ``binary_data: false`` overrides ``binary_data_output: true``."""
     all_binary: bool = False
+
+    def binary(self, output: str) -> bool:
+        """Whether the binary-data extension carries this output."""
+        if output in self.binary_outputs:
+            return True
+        return self.all_binary and output not in self.json_outputs
 
 
 def _fail(message: str, code: str = "invalid_tensor") -> BadRequest:
@@ -46,7 +54,10 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise BadRequest(
+            f"the body is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            code="invalid_json",
+        ) from exc
     if not isinstance(document, dict):
         raise _fail("the body is an inference request object", "invalid_request")
     raw_inputs = document.get("inputs")
@@ -65,29 +76,33 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     if offset != len(binary):
         raise _fail("the binary data does not match the inputs' binary_data_size")
     request_id = document.get("id")
-    outputs, binary_outputs = _requested_outputs(document.get("outputs"))
+    outputs, binary_outputs, json_outputs = _requested_outputs(document.get("outputs"))
     return InferRequest(
         id=str(request_id) if request_id is not None else None,
         parameters=parameters,
         inputs=inputs,
         outputs=outputs,
         binary_outputs=binary_outputs,
+        json_outputs=json_outputs,
         all_binary=bool(parameters.get("binary_data_output", False)),
     )
 
 
-def _requested_outputs(raw: Any) -> tuple[list[str] | None, set[str]]:
+def _requested_outputs(raw: Any) -> tuple[list[str] | None, set[str], set[str]]:
+    """The outputs asked for, those asked in binary and those asked in JSON explicitly."""
     if raw is None:
-        return None, set()
+        return None, set(), set()
     if not isinstance(raw, list) or not all(isinstance(o, dict) and "name" in o for o in raw):
         raise _fail("'outputs' is a list of objects with a 'name'", "invalid_request")
     names = [str(o["name"]) for o in raw]
-    binary = {
-        str(o["name"])
-        for o in raw
-        if isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data")
-    }
-    return names, binary
+    binary: set[str] = set()
+    plain: set[str] = set()
+    for output in raw:
+        parameters = output.get("parameters")
+        if isinstance(parameters, dict) and "binary_data" in parameters:
+            chosen = binary if parameters["binary_data"] else plain
+            chosen.add(str(output["name"]))
+    return names, binary, plain
 
 
 def _decode_input(raw: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
@@ -132,6 +147,9 @@ def _from_json(name: str, datatype: str, data: Any) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise _fail(f"input {name!r}: data is not a rectangular array") from exc
     kind = values.dtype.kind
+    if kind in "fO" and datatype in _EXACT and values.size:
+        values = _exact_integers(name, datatype, data)
+        kind = values.dtype.kind
     ok = kind in _KINDS.get(datatype, "iuf" if datatype.startswith("FP") else "iu")
     if values.size and not ok:
         raise _fail(f"input {name!r}: the data are not {datatype} values", "datatype_mismatch")
@@ -143,6 +161,30 @@ def _from_json(name: str, datatype: str, data: Any) -> np.ndarray:
     try:
         return values.astype(dtype).reshape(-1)
     except (OverflowError, ValueError) as exc:
+        raise _fail(
+            f"input {name!r}: a value does not fit {datatype}", "datatype_mismatch"
+        ) from exc
+
+
+_EXACT = frozenset({"INT64", "UINT64"})
+
+
+def _exact_integers(name: str, datatype: str, data: Any) -> np.ndarray:
+    """64-bit integers read as the Python integers JSON gave, never through floats.
+
+    NumPy turns a list holding a number past 2**63 (``18446744073709551615``) into
+    float64, which cannot hold it; each value is checked and converted exactly instead.
+    """
+    objects = np.asarray(data, dtype=object)
+    flat = objects.reshape(-1).tolist()
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        # orjson reads integers past 2**64 as floats: too large, not fractional.
+        if all(isinstance(v, int | float) and float(v).is_integer() for v in flat):
+            raise _fail(f"input {name!r}: a value does not fit {datatype}", "datatype_mismatch")
+        raise _fail(f"input {name!r}: the data are not {datatype} values", "datatype_mismatch")
+    try:
+        return np.array(flat, dtype=DATATYPE_TO_DTYPE[datatype]).reshape(objects.shape)
+    except OverflowError as exc:
         raise _fail(
             f"input {name!r}: a value does not fit {datatype}", "datatype_mismatch"
         ) from exc

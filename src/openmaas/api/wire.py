@@ -17,7 +17,10 @@ async def read_json(request: Request) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        raise BadRequest(
+            f"the body is not valid JSON (line {exc.lineno}, column {exc.colno})",
+            code="invalid_json",
+        ) from exc
 
 
 def json_response(

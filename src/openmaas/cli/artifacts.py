@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
+
+from openmaas.cli.common import console
+
+if TYPE_CHECKING:
+    from openmaas.artifacts import ArtifactStore
+    from openmaas.artifacts.copying import CopyReport
+    from openmaas.settings import Settings
+
+app = typer.Typer(
+    rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
+    help="Artifact storage (a folder or an S3 bucket).",
+    no_args_is_help=True,
 )
-
-from openmaas.artifacts import ArtifactStore, open_artifact_store
-from openmaas.artifacts.copying import ArtifactRecord, CopyReport, copy_artifacts
-from openmaas.settings import Settings
-from openmaas.store import Database, models_repo
-from openmaas.store.database import DatabaseUnavailable
-
-app = typer.Typer(help="Artifact storage (a folder or an S3 bucket).", no_args_is_help=True)
-console = Console()
 
 
 @app.command()
@@ -36,23 +32,40 @@ def migrate(
     Safe to run again: objects already there are skipped. Afterwards, point
     OPENMAAS_ARTIFACT_URL at the target and restart the platform.
     """
+    import asyncio
+
+    from openmaas.settings import Settings
+    from openmaas.store.database import DatabaseUnavailable
+
     settings = Settings()
     try:
         report = asyncio.run(_migrate(settings, source, to))
     except DatabaseUnavailable as exc:
-        console.print(f"[red]{exc.message}[/red]", soft_wrap=True)
+        console().print(f"[red]{exc.message}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
-    console.print(
+    console().print(
         f"{report.copied} copied, {report.skipped} already there, {len(report.failed)} failed"
     )
     for key, why in report.failed.items():
-        console.print(f"[red]failed[/red] {key}: {why}", soft_wrap=True)
+        console().print(f"[red]failed[/red] {key}: {why}", soft_wrap=True)
     if report.failed:
         raise typer.Exit(1)
-    console.print(f"[green]Done.[/green] Now set OPENMAAS_ARTIFACT_URL={to} and restart.")
+    console().print(f"[green]Done.[/green] Now set OPENMAAS_ARTIFACT_URL={to} and restart.")
 
 
 async def _migrate(settings: Settings, source_url: str | None, target_url: str) -> CopyReport:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from openmaas.artifacts import open_artifact_store
+    from openmaas.artifacts.copying import ArtifactRecord, copy_artifacts
+    from openmaas.store import Database, models_repo
+
     def store(url: str) -> ArtifactStore:
         return open_artifact_store(
             url,
@@ -75,14 +88,14 @@ async def _migrate(settings: Settings, source_url: str | None, target_url: str) 
     finally:
         await database.close()
     records = [ArtifactRecord(key, sha256, size) for key, sha256, size in rows]
-    console.print(f"Copying {len(records)} artifacts from {source.location} to {target.location}")
+    console().print(f"Copying {len(records)} artifacts from {source.location} to {target.location}")
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=console(),
     ) as progress:
         task = progress.add_task("artifacts", total=sum(r.size for r in records))
         return await copy_artifacts(

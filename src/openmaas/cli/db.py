@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
-from rich.console import Console
 
-from openmaas.health import wait_for_database
-from openmaas.settings import Settings
-from openmaas.store import Database
-from openmaas.store.database import DatabaseUnavailable
+from openmaas.cli.common import console
 
-app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
+    help="Database schema.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
 def upgrade() -> None:
     """Apply every pending migration."""
+    import asyncio
+
+    from rich.console import Console
+
+    from openmaas.health import wait_for_database
+    from openmaas.settings import Settings
+    from openmaas.store import Database
+    from openmaas.store.database import DatabaseUnavailable
 
     async def run() -> None:
         settings = Settings()
@@ -37,4 +43,4 @@ def upgrade() -> None:
     except DatabaseUnavailable as exc:
         Console(stderr=True).print(f"[red]{exc.message}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
-    Console().print("[green]The database schema is up to date.[/green]")
+    console().print("[green]The database schema is up to date.[/green]")

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from openmaas.cli.models import KeyOption, UrlOption, fail
-from openmaas.client import Client, ClientError
-
-console = Console()
+from openmaas.cli.common import KeyOption, UrlOption, console, fail
 
 
 def deploy(
@@ -22,12 +17,14 @@ def deploy(
     key: str | None = KeyOption,
 ) -> None:
     """Deploy a model version."""
+    from openmaas.client import Client, ClientError
+
     name, version = ref, None
     if "@" in ref:
         name, version = ref.split("@", 1)
     elif "/" in ref:
         name, version = ref.split("/", 1)
-    with Client(url, key) as client, console.status(f"deploying {ref}..."):
+    with Client(url, key) as client, console().status(f"deploying {ref}..."):
         try:
             deployment = client.deploy(
                 name,
@@ -40,7 +37,7 @@ def deploy(
         except ClientError as error:
             fail(error)
             return
-    console.print(
+    console().print(
         f"[green]Deployed[/green] {deployment['model_name']}/{deployment['version']} at "
         f"{url}/predict/{deployment['endpoint_name']} ({deployment['status']})"
     )
@@ -52,13 +49,15 @@ def undeploy(
     key: str | None = KeyOption,
 ) -> None:
     """Undeploy an endpoint (requests in flight finish first)."""
+    from openmaas.client import Client, ClientError
+
     with Client(url, key) as client:
         try:
             client.undeploy(endpoint_name=endpoint)
         except ClientError as error:
             fail(error)
             return
-    console.print(f"[green]Undeployed[/green] {endpoint}")
+    console().print(f"[green]Undeployed[/green] {endpoint}")
 
 
 def deployments(
@@ -67,6 +66,10 @@ def deployments(
     key: str | None = KeyOption,
 ) -> None:
     """List deployments with their traffic and latency."""
+    from rich.table import Table
+
+    from openmaas.client import Client, ClientError
+
     with Client(url, key) as client:
         try:
             items = client.deployments(status)
@@ -87,4 +90,4 @@ def deployments(
             str(item.get("p50_latency_ms") or ""),
             str(item.get("p99_latency_ms") or ""),
         )
-    console.print(table)
+    console().print(table)

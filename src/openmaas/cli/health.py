@@ -6,10 +6,7 @@ answers 200, 1 otherwise.
 
 from __future__ import annotations
 
-import httpx
 import typer
-
-from openmaas.settings import Settings
 
 
 def health(
@@ -17,6 +14,10 @@ def health(
     timeout: float = typer.Option(3.0, help="Seconds to wait for the answer"),
 ) -> None:
     """Exit 0 if the server on this machine answers its health check, else 1."""
+    import httpx
+
+    from openmaas.settings import Settings
+
     settings = Settings()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}/{'readyz' if ready else 'healthz'}"

@@ -7,6 +7,7 @@ import typer
 from openmaas.cli import artifacts, db, deployments, health, models, plans, routes, serve
 
 app = typer.Typer(
+    rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
     name="openmaas",
     help="OpenMaaS: Models as a Service. Registry, serving and API management.",
     no_args_is_help=True,

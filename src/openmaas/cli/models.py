@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-from rich.table import Table
 
-from openmaas.client import Client, ClientError
+from openmaas.cli.common import KeyOption, UrlOption, console, fail
 
-app = typer.Typer(help="Registered models and their versions.", no_args_is_help=True)
-console = Console()
+if TYPE_CHECKING:
+    from openmaas.client import Client
 
-UrlOption = typer.Option("http://127.0.0.1:8000", envvar="OPENMAAS_URL", help="Server URL")
-KeyOption = typer.Option(None, envvar="OPENMAAS_KEY", help="Admin API key")
+app = typer.Typer(
+    rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
+    help="Registered models and their versions.",
+    no_args_is_help=True,
+)
+__all__ = ["KeyOption", "UrlOption", "app", "fail"]
 
 
 def _client(url: str, key: str | None) -> Client:
+    from openmaas.client import Client
+
     return Client(url, key)
-
-
-def fail(error: ClientError) -> None:
-    console.print(f"[red]{error.status} {error.code}[/red]: {error.message}")
-    raise typer.Exit(1)
 
 
 @app.command("list")
 def list_models(url: str = UrlOption, key: str | None = KeyOption) -> None:
     """List registered models."""
+    from rich.table import Table
+
+    from openmaas.client import ClientError
+
     with _client(url, key) as client:
         try:
             models = client.list_models()
@@ -49,7 +52,7 @@ def list_models(url: str = UrlOption, key: str | None = KeyOption) -> None:
             ", ".join(model["tags"]),
             model["description"],
         )
-    console.print(table)
+    console().print(table)
 
 
 @app.command()
@@ -59,16 +62,20 @@ def show(
     key: str | None = KeyOption,
 ) -> None:
     """Show a model and its versions, or one version."""
+    from rich.table import Table
+
+    from openmaas.client import ClientError
+
     with _client(url, key) as client:
         try:
             if "/" in ref or "@" in ref:
-                console.print_json(json.dumps(client.resolve(ref)))
+                console().print_json(json.dumps(client.resolve(ref)))
                 return
             model = client.get_model(ref)
         except ClientError as error:
             fail(error)
             return
-    console.print(f"[bold]{model['name']}[/bold] ({model['task']}): {model['description']}")
+    console().print(f"[bold]{model['name']}[/bold] ({model['task']}): {model['description']}")
     table = Table("version", "runtime", "artifact", "size", "sha256", "aliases", "deployed")
     for version in model["versions"]:
         table.add_row(
@@ -80,7 +87,7 @@ def show(
             ", ".join(version["aliases"]),
             "yes" if version["deployed"] else "",
         )
-    console.print(table)
+    console().print(table)
 
 
 @app.command()
@@ -95,6 +102,10 @@ def register(
     key: str | None = KeyOption,
 ) -> None:
     """Upload a model file as a new version."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from openmaas.client import ClientError
+
     with (
         _client(url, key) as client,
         Progress(
@@ -102,7 +113,7 @@ def register(
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
-            console=console,
+            console=console(),
         ) as progress,
     ):
         bar = progress.add_task(f"uploading {artifact.name}", total=artifact.stat().st_size)
@@ -120,7 +131,7 @@ def register(
             progress.stop()
             fail(error)
             return
-    console.print(
+    console().print(
         f"[green]Registered[/green] {name}/{version['version']} "
         f"({version['runtime']}, sha256 {version['artifact']['sha256'][:12]})"
     )
@@ -133,6 +144,8 @@ def delete(
     key: str | None = KeyOption,
 ) -> None:
     """Delete a model, or one version of it."""
+    from openmaas.client import ClientError
+
     with _client(url, key) as client:
         try:
             if "/" in ref:
@@ -143,4 +156,4 @@ def delete(
         except ClientError as error:
             fail(error)
             return
-    console.print(f"[green]Deleted[/green] {ref}")
+    console().print(f"[green]Deleted[/green] {ref}")

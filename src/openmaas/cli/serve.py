@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-import uvicorn
-from rich.console import Console
-from rich.panel import Panel
 
-from openmaas.settings import Settings
-from openmaas.store.database import DatabaseUnavailable
+from openmaas.cli.common import console
 
-console = Console()
+if TYPE_CHECKING:
+    from openmaas.settings import Settings
 
 
 async def _prepare(settings: Settings) -> object | None:
@@ -27,40 +24,46 @@ async def _prepare(settings: Settings) -> object | None:
         if settings.demo:
             from openmaas.demo import install_demo
 
-            with console.status("Training and registering the demo models..."):
+            with console().status("Training and registering the demo models..."):
                 return await install_demo(platform)
         return None
     finally:
         await platform.stop()
 
 
-def _banner(settings: Settings, demo: object | None, workers: int) -> None:
+def banner(settings: Settings, demo: object | None, workers: int) -> list[str]:
+    """What ``serve`` prints before it starts: plain lines, so every command in them can be
+    copied as printed (a box drawn around them would be copied too)."""
     url = settings.public_url
     lines = [
-        f"[bold]OpenMaaS[/bold] is starting at [link={url}]{url}[/link]",
+        f"OpenMaaS is starting at {url}",
         f"API docs:      {url}/docs",
         f"Database:      {settings.database_url.split('@')[-1]}",
         f"Artifacts:     {settings.artifact_url or settings.data_dir.resolve() / 'artifacts'}",
     ]
     if workers > 1 and not settings.redis_url:
         lines.append(
-            f"[yellow]Each of the {workers} workers counts rate limits on its own, so a "
+            f"Each of the {workers} workers counts rate limits on its own, so a "
             f"plan's limit is reached {workers} times over: set OPENMAAS_REDIS_URL to "
-            "share one exact limit.[/yellow]"
+            "share one exact limit."
         )
     if demo is not None:
         lines += [
             "",
-            "[bold]Demo[/bold] (only with --demo):",
+            "Demo (only with --demo):",
             f"  admin login: {demo.admin_username} / {demo.admin_password}",  # type: ignore[attr-defined]
             f"  admin key:   {demo.admin_key}",  # type: ignore[attr-defined]
-            f"  try:         curl -H 'Authorization: Bearer {demo.admin_key}' {url}/models",  # type: ignore[attr-defined]
             f"  developer:   {demo.developer_username} / {demo.developer_password}",  # type: ignore[attr-defined]
             f"  dev1 app:    {demo.application} on plan {demo.plan}",  # type: ignore[attr-defined]
             f"  dev1 key:    {demo.developer_key}",  # type: ignore[attr-defined]
             "  plans:       free, pro, enterprise (GET /plans)",
             f"  models:      {url}/predict, {url}/v2 and {url}/v1 (OpenAI); "
             "tiny-chat is untrained and talks nonsense",
+            "",
+            "Try:",
+            f"  curl -H 'Authorization: Bearer {demo.admin_key}' {url}/models",  # type: ignore[attr-defined]
+            f"  curl -H 'Authorization: Bearer {demo.developer_key}' "  # type: ignore[attr-defined]
+            f"-d '{{\"input\": 2.5}}' {url}/predict/quadratic_predictor",
         ]
     elif settings.admin_key is None:
         lines += [
@@ -69,7 +72,14 @@ def _banner(settings: Settings, demo: object | None, workers: int) -> None:
         ]
     else:
         lines += ["", "Admin credential: the OPENMAAS_ADMIN_KEY you set."]
-    console.print(Panel("\n".join(lines), expand=False))
+    return lines
+
+
+def _print_banner(lines: list[str]) -> None:
+    # No markup, no highlighting and no wrapping: a long command stays one line.
+    out = console()
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def serve(
@@ -80,6 +90,13 @@ def serve(
     demo: bool = typer.Option(False, "--demo/--no-demo", help="Install demo models and users"),
 ) -> None:
     """Start the platform."""
+    import asyncio
+
+    import uvicorn
+
+    from openmaas.settings import Settings
+    from openmaas.store.database import DatabaseUnavailable
+
     overrides: dict[str, object] = {"demo": demo}
     for field, value in (("host", host), ("port", port), ("data_dir", data_dir)):
         if value is not None:
@@ -88,9 +105,9 @@ def serve(
     try:
         credentials = asyncio.run(_prepare(settings))
     except DatabaseUnavailable as exc:
-        console.print(f"[red]OpenMaaS cannot start: {exc.message}[/red]", soft_wrap=True)
+        console().print(f"[red]OpenMaaS cannot start: {exc.message}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
-    _banner(settings, credentials, workers)
+    _print_banner(banner(settings, credentials, workers))
     if workers > 1:
         _pool_metrics(settings.data_dir.resolve() / "metrics")
     # Workers rebuild Settings from the environment; the parent already migrated.

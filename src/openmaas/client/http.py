@@ -140,22 +140,28 @@ class Client:
         params = {"status": status} if status else {}
         return list(self._call("GET", "/deployments", params=params)["deployments"])
 
-    def routes(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/routes")["routes"])
+    def routes(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every route, or those of one namespace."""
+        params = {"namespace": namespace} if namespace else {}
+        return list(self._call("GET", "/routes", params=params)["routes"])
 
-    def route(self, name: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/routes/{name}"))
+    def route(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        return dict(self._call("GET", f"/routes/{name}", params={"namespace": namespace}))
 
     def apply_route(self, document: dict[str, Any]) -> dict[str, Any]:
-        """Create the ModelRoute, or replace the one of the same name."""
-        name = str((document.get("metadata") or {}).get("name", ""))
-        exists = self._http.get(f"/routes/{name}").status_code == 200 if name else False
+        """Create the ModelRoute, or replace the one of the same name and namespace."""
+        metadata = document.get("metadata") or {}
+        name = str(metadata.get("name", ""))
+        params = {"namespace": str(metadata.get("namespace") or "default")}
+        exists = False
+        if name:
+            exists = self._http.get(f"/routes/{name}", params=params).status_code == 200
         if exists:
-            return dict(self._call("PUT", f"/routes/{name}", json=document))
+            return dict(self._call("PUT", f"/routes/{name}", json=document, params=params))
         return dict(self._call("POST", "/routes", json=document))
 
-    def delete_route(self, name: str) -> None:
-        self._call("DELETE", f"/routes/{name}")
+    def delete_route(self, name: str, namespace: str = "default") -> None:
+        self._call("DELETE", f"/routes/{name}", params={"namespace": namespace})
 
     def plans(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/plans")["plans"])

@@ -12,6 +12,7 @@ with ``raise SomeError(...) from exc``.
     ├── NotFound (404 not_found)
     ├── Conflict (409 conflict)
     ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── Unprocessable (422 invalid_request)
     ├── RateLimited (429 rate_limited)
     ├── BadGateway (502 bad_gateway)
@@ -77,6 +78,11 @@ class Conflict(OpenMaaSError):
 class PayloadTooLarge(OpenMaaSError):
     status_code = 413
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(OpenMaaSError):
+    status_code = 415
+    default_code = "unsupported_media_type"
 
 
 class Unprocessable(OpenMaaSError):

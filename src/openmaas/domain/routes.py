@@ -14,6 +14,8 @@ from openmaas.domain.errors import Unprocessable
 
 API_VERSION = "networking.matrixinfer.ai/v1alpha1"
 KIND = "ModelRoute"
+DEFAULT_NAMESPACE = "default"
+"""The namespace of a route whose document names none, and of a request that names none."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -80,7 +82,7 @@ def parse_route(document: Any) -> RouteSpec:
     name = metadata.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise _invalid("metadata.name", "must be 1-128 letters, digits, '.', '_' or '-'")
-    namespace = metadata.get("namespace", "default")
+    namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
     if not isinstance(namespace, str) or not _NAME.match(namespace):
         raise _invalid("metadata.namespace", "must be 1-128 letters, digits, '.', '_' or '-'")
     spec = _object(doc.get("spec"), "spec")

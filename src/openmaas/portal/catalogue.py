@@ -34,7 +34,7 @@ class Entry:
 
 
 async def entries(platform: Platform, who: Principal) -> list[Entry]:
-    allowed = await _allowed(platform, who)
+    allowed = await allowed_models(platform, who)
     found: dict[str, Entry] = {}
     for endpoint in platform.serving.table.by_name.values():
         name = endpoint.deployment.model_name
@@ -44,14 +44,17 @@ async def entries(platform: Platform, who: Principal) -> list[Entry]:
         if endpoint.deployment.version not in entry.versions:
             entry.versions.append(endpoint.deployment.version)
         entry.endpoints.append(endpoint.name)
-    for name, route in platform.routing.table.by_name.items():
+    # Routes of the default namespace: a model name alone reaches them.
+    for name, route in platform.routing.table.default.items():
         if allowed(name):
             targets = ", ".join(route.spec.destinations)
             found[name] = Entry(name, "route", f"A route to {targets}")
     return sorted(found.values(), key=lambda entry: entry.name)
 
 
-async def _allowed(platform: Platform, who: Principal) -> Any:
+async def allowed_models(platform: Platform, who: Principal) -> Any:
+    """Which model names ``who`` may call: all for an admin, else what their active
+    applications' plans allow."""
     if who.is_admin:
         return lambda name: True
     plans = {

@@ -56,7 +56,7 @@ async def overview(request: Request) -> Response:
             1 for a in applications if a.status is ApplicationStatus.PENDING
         ),
         "deployments": len(platform.serving.table.by_name),
-        "routes": len(platform.routing.table.by_name),
+        "routes": len(platform.routing.table),
     }
     names = {a.id: f"{a.name} ({a.owner})" for a in applications}
     return render(
@@ -181,7 +181,7 @@ async def deployments(request: Request) -> Response:
         who,
         deployments=await platform.serving.list(include_undeployed=False),
         models=models,
-        routes=[platform.routing.describe(r) for r in platform.routing.table.by_name.values()],
+        routes=[platform.routing.describe(r) for r in platform.routing.table.routes()],
     )
 
 

@@ -18,8 +18,9 @@ from typing import Any, TypeVar
 from openmaas.access.audit import audit
 from openmaas.background import Periodic
 from openmaas.domain.accounts import Principal
+from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import Conflict, GatewayTimeout, NotFound, OpenMaaSError
-from openmaas.domain.routes import RouteSpec, parse_route
+from openmaas.domain.routes import DEFAULT_NAMESPACE, RouteSpec, parse_route
 from openmaas.routing import canary as analysis
 from openmaas.routing.metrics import RouteMetrics
 from openmaas.routing.table import Attempt, CompiledRoute, RouteTable
@@ -42,8 +43,8 @@ class RoutingService:
         self.endpoints = endpoints
         self.metrics = metrics
         self.table = RouteTable()
-        # (route, revision) -> [requests, failures] of the canary not yet flushed.
-        self._counts: dict[tuple[str, int], list[int]] = {}
+        # (namespace, route, revision) -> [requests, failures] of the canary not yet flushed.
+        self._counts: dict[tuple[str, str, int], list[int]] = {}
         self._sync = Periodic(
             "openmaas-routes-sync",
             interval,
@@ -111,9 +112,10 @@ class RoutingService:
         raise failure
 
     def _observe(self, route: CompiledRoute, attempt: Attempt, *, ok: bool) -> None:
-        self.metrics.outcome(route.name, attempt.destination, ok)
+        self.metrics.outcome(route.label, attempt.destination, ok)
         if route.canary_running and route.canary_state == analysis.PROGRESSING and attempt.canary:
-            counts = self._counts.setdefault((route.name, route.revision), [0, 0])
+            key = (route.spec.namespace, route.name, route.revision)
+            counts = self._counts.setdefault(key, [0, 0])
             counts[0] += 1
             counts[1] += 0 if ok else 1
 
@@ -122,16 +124,20 @@ class RoutingService:
     async def apply(
         self, document: Any, actor: Principal, *, replace: str | None = None
     ) -> dict[str, Any]:
-        """Create a route, or replace the one named ``replace``; the stored resource."""
+        """Create a route, or replace the one named ``replace`` (in the document's
+        namespace); the stored resource."""
         spec = parse_route(document)
         if replace is not None and spec.name != replace:
             raise Conflict("metadata.name must match the route's name", code="route_name_mismatch")
+        where = _where(spec.namespace, spec.name)
         async with self.db.session() as session:
-            row = await routes_repo.get_route(session=session, name=spec.name)
+            row = await routes_repo.get_route(
+                session=session, namespace=spec.namespace, name=spec.name
+            )
             if row is None and replace is not None:
-                raise NotFound(f"no route {replace!r}", code="route_not_found")
+                raise NotFound(f"no route {where}", code="route_not_found")
             if row is not None and replace is None:
-                raise Conflict(f"route {spec.name!r} exists; PUT replaces it", code="route_exists")
+                raise Conflict(f"route {where} exists; PUT replaces it", code="route_exists")
             if spec.name in self.endpoints.by_name or spec.name in self.endpoints.by_model:
                 raise Conflict(
                     f"{spec.name!r} is already a deployed model or endpoint",
@@ -149,37 +155,39 @@ class RoutingService:
                 canary_weight=weight,
                 conditions=[created],
             )
-            audit(session, actor, "route.replace" if replace else "route.create", spec.name)
+            target = _label(spec.namespace, spec.name)
+            audit(session, actor, "route.replace" if replace else "route.create", target)
             await session.commit()
             self._install(row)
-            return self.describe(self.table.by_name[spec.name])
+            return self.describe(self.find(spec.name, spec.namespace))
 
-    async def delete(self, name: str, actor: Principal) -> None:
+    async def delete(self, name: str, actor: Principal, namespace: str = DEFAULT_NAMESPACE) -> None:
         async with self.db.session() as session:
-            if not await routes_repo.delete_route(session=session, name=name):
-                raise NotFound(f"no route {name!r}", code="route_not_found")
-            audit(session, actor, "route.delete", name)
+            if not await routes_repo.delete_route(session=session, namespace=namespace, name=name):
+                raise NotFound(f"no route {_where(namespace, name)}", code="route_not_found")
+            audit(session, actor, "route.delete", _label(namespace, name))
             await session.commit()
-        self.table.by_name.pop(name, None)
+        self.table.remove(namespace, name)
 
-    def find(self, name: str) -> CompiledRoute:
-        route = self.table.get(name)
+    def find(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> CompiledRoute:
+        route = self.table.get(name, namespace)
         if route is None:
-            raise NotFound(f"no route {name!r}", code="route_not_found")
+            raise NotFound(f"no route {_where(namespace, name)}", code="route_not_found")
         return route
 
     def describe(self, route: CompiledRoute) -> dict[str, Any]:
         """The resource as stored, with its live status."""
         spec = route.spec
-        deployed = [d for d in spec.destinations if self._deployed(d)]
-        active_rules = sum(1 for rule in spec.rules if self._deployed(rule.destination))
-        phase = "Active" if deployed else "Pending"
+        states = {d: self._state(d) for d in spec.destinations}
+        active_rules = sum(1 for rule in spec.rules if states[rule.destination] is not None)
+        phase, ready = _phase(states)
         status: dict[str, Any] = {
             "phase": phase,
             "activeRoutes": active_rules,
-            "conditions": route.conditions,
+            # Ready first, then the history (the last ten decisions, newest last).
+            "conditions": [ready, *route.conditions],
             "revision": route.revision,
-            "destinations": self.metrics.counts(route.name, spec.destinations),
+            "destinations": self.metrics.counts(route.label, spec.destinations),
         }
         if spec.canary and spec.canary.enabled:
             weight = route.canary_weight or 0
@@ -189,27 +197,30 @@ class RoutingService:
             }
         return {**spec.document, "status": status}
 
-    def _deployed(self, destination: str) -> bool:
+    def _state(self, destination: str) -> DeploymentStatus | None:
+        """The deployment state of what a destination names; None when nothing is deployed."""
         try:
-            self.endpoints.reference(destination)
+            return self.endpoints.reference(destination).deployment.status
         except NotFound:
-            return False
-        return True
+            return None
 
     # --- background: sync, counts, decisions ------------------------------------------
 
     async def sync(self) -> None:
         await self._flush()
+        # Only routes known before the read can be gone: one applied by this worker while
+        # the read ran is not in ``rows`` yet, and must not be dropped.
+        known = self.table.keys()
         async with self.db.session() as session:
             rows = await routes_repo.all_routes(session=session)
         seen = set()
         for row in rows:
-            seen.add(row.name)
-            current = self.table.get(row.name)
+            seen.add((row.namespace, row.name))
+            current = self.table.get(row.name, row.namespace)
             if current is None or current.revision != row.revision:
                 self._install(row)
-        for name in set(self.table.by_name) - seen:
-            self.table.by_name.pop(name, None)
+        for namespace, name in known - seen:
+            self.table.remove(namespace, name)
         now = datetime.now(UTC)
         for row in rows:
             await self._analyse(row, now)
@@ -220,8 +231,10 @@ class RoutingService:
         except OpenMaaSError:
             logger.error("route %r in the database is invalid; not served", row.name)
             return
-        self.table.by_name[row.name] = CompiledRoute(
-            spec, row.revision, row.canary_weight, row.canary_state, list(row.conditions or [])
+        self.table.put(
+            CompiledRoute(
+                spec, row.revision, row.canary_weight, row.canary_state, list(row.conditions or [])
+            )
         )
 
     async def _flush(self) -> None:
@@ -229,9 +242,10 @@ class RoutingService:
         if not counts:
             return
         async with self.db.session() as session:
-            for (name, revision), (requests, failures) in counts.items():
+            for (namespace, name, revision), (requests, failures) in counts.items():
                 await routes_repo.add_canary_counts(
                     session=session,
+                    namespace=namespace,
                     name=name,
                     revision=revision,
                     requests=requests,
@@ -240,7 +254,7 @@ class RoutingService:
             await session.commit()
 
     async def _analyse(self, row: ModelRouteRow, now: datetime) -> None:
-        route = self.table.get(row.name)
+        route = self.table.get(row.name, row.namespace)
         canary = route.spec.canary if route else None
         if route is None or canary is None or not canary.enabled:
             return
@@ -256,6 +270,7 @@ class RoutingService:
         async with self.db.session() as session:
             decided = await routes_repo.decide_canary(
                 session=session,
+                namespace=row.namespace,
                 name=row.name,
                 revision=row.revision,
                 canary_weight=decision.weight,
@@ -265,7 +280,8 @@ class RoutingService:
             )
             await session.commit()
         if decided:
-            logger.info("route %s: %s", row.name, decision.condition["message"])
+            label = _label(row.namespace, row.name)
+            logger.info("route %s: %s", label, decision.condition["message"])
             row.revision += 1
             row.canary_weight, row.canary_state, row.conditions = (
                 decision.weight,
@@ -273,3 +289,40 @@ class RoutingService:
                 conditions,
             )
             self._install(row)
+
+
+def _label(namespace: str, name: str) -> str:
+    return name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}"
+
+
+def _where(namespace: str, name: str) -> str:
+    return f"{name!r} in namespace {namespace!r}"
+
+
+def _phase(states: dict[str, DeploymentStatus | None]) -> tuple[str, dict[str, Any]]:
+    """The route's phase and its ``Ready`` condition, from its destinations' states.
+
+    Active: some destination answers. Pending: some are still loading. Failed: every
+    destination is missing, undeployed or failed to load, so every request would fail.
+    """
+    now = datetime.now(UTC)
+    names = ", ".join(states)
+    if any(state is DeploymentStatus.ACTIVE for state in states.values()):
+        serving = ", ".join(d for d, s in states.items() if s is DeploymentStatus.ACTIVE)
+        ready = analysis.condition("Ready", "DestinationsActive", f"served by {serving}", now)
+        return "Active", ready
+    if any(state is DeploymentStatus.DEPLOYING for state in states.values()):
+        loading = analysis.condition(
+            "Ready", "DestinationsLoading", f"waiting for {names} to load", now
+        )
+        return "Pending", {**loading, "status": "False"}
+    missing = [d for d, s in states.items() if s is None]
+    if missing and len(missing) == len(states):
+        reason, message = "NoDestinationDeployed", f"none of its destinations ({names}) is deployed"
+    else:
+        reason, message = (
+            "DestinationsFailed",
+            f"no destination is serving: {', '.join(missing) or 'none'} not deployed, "
+            "the others failed to load",
+        )
+    return "Failed", {**analysis.condition("Ready", reason, message, now), "status": "False"}

@@ -4,9 +4,13 @@ Matching reads the request's headers, query parameters and path; nothing is pars
 compiled per request. Choosing among the matching rules:
 
 * no matching rule has a ``weight``: the first matching rule serves;
-* otherwise each weighted rule takes its weight in percent of the matching traffic; what
-  the weights leave (under 100) goes to the first unweighted matching rule, else to the
-  fallback, else is shared by the weighted rules in proportion;
+* the route's weights add up to 100 or more (a split, as in seed 003's A/B test, 80 and
+  20): the matching weighted rules share the traffic in proportion to their weights, so
+  a request that matches one of them goes there;
+* they add up to less (an experiment, as in seed 003's multi-condition example, 5): each
+  matching weighted rule takes its weight in percent of the matching traffic; the rest
+  goes to the first unweighted matching rule, else to the fallback, else is shared by
+  the weighted rules in proportion;
 * with an enabled canary, the first matching rule is the stable one and the second the
   canary, and the route's current split decides between them.
 
@@ -22,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from openmaas.domain.routes import RouteRule, RouteSpec
+from openmaas.domain.routes import DEFAULT_NAMESPACE, RouteRule, RouteSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +65,29 @@ class CompiledRoute:
     rng: random.Random = field(default_factory=random.Random)
 
     reads_query: bool = False
+    has_path_rules: bool = False
+    splits: bool = False
+    """The weights of all the rules add up to 100 or more: they divide, never leave a rest."""
 
     def __post_init__(self) -> None:
         self.rules = [_compile(rule) for rule in self.spec.rules]
+        self.splits = sum(rule.weight or 0 for rule in self.spec.rules) >= 100
         self.reads_query = any(rule.query for rule in self.rules)
+        self.has_path_rules = any(rule.path is not None for rule in self.rules)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def label(self) -> str:
+        """The route as metrics and logs name it: ``name``, or ``namespace/name``."""
+        if self.spec.namespace == DEFAULT_NAMESPACE:
+            return self.spec.name
+        return f"{self.spec.namespace}/{self.spec.name}"
+
+    def serves_path(self, path: str) -> bool:
+        return any(rule.path is not None and rule.path.match(path) for rule in self.rules)
 
     @property
     def canary_running(self) -> bool:
@@ -103,7 +122,7 @@ class CompiledRoute:
         total = sum(rule.weight or 0 for rule in weighted)
         rest = next((rule for rule in matching if rule.weight is None), None)
         draw = self.rng.random() * 100
-        if total < 100 and (rest is not None or self.spec.fallback):
+        if not self.splits and total < 100 and (rest is not None or self.spec.fallback):
             for rule in weighted:
                 draw -= rule.weight or 0
                 if draw < 0:
@@ -130,10 +149,63 @@ def _compile(rule: RouteRule) -> _CompiledRule:
 
 
 class RouteTable:
-    """Route name → compiled route; replaced wholesale entry by entry by the sync."""
+    """Routes by namespace and name, compiled; changed entry by entry by the sync.
+
+    Routes of the default namespace sit in a dictionary of their own, so the common
+    lookup is one dictionary read; ``namespaced`` and ``by_path`` say whether the hot
+    path needs to look any further.
+    """
 
     def __init__(self) -> None:
-        self.by_name: dict[str, CompiledRoute] = {}
+        self.default: dict[str, CompiledRoute] = {}
+        self.others: dict[tuple[str, str], CompiledRoute] = {}
+        self.namespaced = False
+        """Some route lives outside the default namespace: requests may name one."""
+        self.by_path: list[CompiledRoute] = []
+        """Routes with a ``path`` rule, which may serve a request that names none of them."""
 
-    def get(self, name: str) -> CompiledRoute | None:
-        return self.by_name.get(name)
+    def get(self, name: str, namespace: str | None = None) -> CompiledRoute | None:
+        if namespace is None or namespace == DEFAULT_NAMESPACE:
+            return self.default.get(name)
+        return self.others.get((namespace, name))
+
+    def routes(self) -> list[CompiledRoute]:
+        """Every route, in namespace and name order."""
+        found = [*self.default.values(), *self.others.values()]
+        return sorted(found, key=lambda route: (route.spec.namespace, route.name))
+
+    def __len__(self) -> int:
+        return len(self.default) + len(self.others)
+
+    def put(self, route: CompiledRoute) -> None:
+        if route.spec.namespace == DEFAULT_NAMESPACE:
+            self.default[route.name] = route
+        else:
+            self.others[(route.spec.namespace, route.name)] = route
+        self._reindex()
+
+    def remove(self, namespace: str, name: str) -> None:
+        if namespace == DEFAULT_NAMESPACE:
+            self.default.pop(name, None)
+        else:
+            self.others.pop((namespace, name), None)
+        self._reindex()
+
+    def keys(self) -> set[tuple[str, str]]:
+        return {(route.spec.namespace, route.name) for route in self.routes()}
+
+    def for_path(self, path: str, namespace: str | None) -> CompiledRoute | None:
+        """The first route (by name) of the namespace with a ``path`` rule matching ``path``.
+
+        Seed 003's canary example matches ``/v1/models/production/*``: a request to
+        ``/v1/models/production/infer`` reaches that route though it names no route.
+        """
+        wanted = namespace or DEFAULT_NAMESPACE
+        for route in self.by_path:
+            if route.spec.namespace == wanted and route.serves_path(path):
+                return route
+        return None
+
+    def _reindex(self) -> None:
+        self.namespaced = bool(self.others)
+        self.by_path = [route for route in self.routes() if route.has_path_rules]

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from openmaas.domain.errors import BadRequest
+from openmaas.incidents import reported
 
 _GENERATION_LOCK = threading.Lock()
 _END = object()
@@ -27,7 +29,94 @@ class _Failure:
         self.error = error
 
 
-def _streamer(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> Any:
+@dataclass(frozen=True, slots=True)
+class TokenScore:
+    """A token's log-probability under the model, and the likeliest tokens at its place."""
+
+    token: int
+    logprob: float | None
+    """None for the first token of a prompt: nothing comes before it."""
+    top: tuple[tuple[int, float], ...] | None = ()
+
+
+Step = tuple[list[int], list[TokenScore] | None]
+"""One generation step: a new token id per sequence, and their scores when asked for."""
+
+
+def _top(row: Any, count: int) -> tuple[tuple[int, float], ...]:
+    import torch
+
+    if count <= 0:
+        return ()
+    values, ids = torch.topk(row, count)
+    return tuple(zip(ids.tolist(), values.tolist(), strict=True))
+
+
+def _score_recorder(top: int) -> Any:
+    """A logits processor that keeps each step's log-probabilities, changing nothing.
+
+    Placed first among our processors, it sees the model's scores after the model's own
+    generation config (suppressed tokens) and before sampling settings (temperature,
+    top-p) or the request's penalties and biases: the model's own distribution.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    class ScoreRecorder(LogitsProcessor):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.last: Any = None
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            self.last = torch.log_softmax(scores.float(), dim=-1)
+            return scores
+
+        def pick(self, ids: list[int]) -> list[TokenScore]:
+            return [
+                TokenScore(token, float(self.last[row, token]), _top(self.last[row], top))
+                for row, token in enumerate(ids)
+            ]
+
+    return ScoreRecorder()
+
+
+def _penalties(
+    prompt_length: int, frequency: float, presence: float, bias: Mapping[int, float]
+) -> Any:
+    """OpenAI's frequency and presence penalties (on the generated tokens) and logit bias."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class Penalties(LogitsProcessor):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            scores = scores.clone()
+            if frequency or presence:
+                generated = input_ids[:, prompt_length:]
+                counts = torch.zeros_like(scores).scatter_add_(
+                    1, generated, torch.ones_like(generated, dtype=scores.dtype)
+                )
+                scores -= counts * frequency + (counts > 0).to(scores.dtype) * presence
+            for token, value in bias.items():
+                scores[:, token] += value
+            return scores
+
+    return Penalties()
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """What a request asks of the generation beyond the generation config."""
+
+    seed: int | None = None
+    logprobs: int | None = None
+    """Alternatives to report per token (0: the chosen token's only); None: no scores."""
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: Mapping[int, float] | None = None
+
+
+def _streamer(
+    loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], recorder: Any = None
+) -> Any:
     from transformers.generation.streamers import BaseStreamer
 
     class QueueStreamer(BaseStreamer):  # type: ignore[misc]
@@ -38,7 +127,9 @@ def _streamer(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]) -> Any
             if not self.prompt_seen:  # generate() first echoes the prompt
                 self.prompt_seen = True
                 return
-            loop.call_soon_threadsafe(queue.put_nowait, value.reshape(-1).tolist())
+            ids = value.reshape(-1).tolist()
+            step: Step = (ids, recorder.pick(ids) if recorder is not None else None)
+            loop.call_soon_threadsafe(queue.put_nowait, step)
 
         def end(self) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, _END)
@@ -76,9 +167,31 @@ class Generations:
             thread.join(timeout)
 
     def steps(
-        self, model: Any, inputs: dict[str, Any], config: Any, seed: int | None
-    ) -> AsyncGenerator[list[int], None]:
-        return _generate_steps(self._running, model, inputs, config, seed)
+        self, model: Any, inputs: dict[str, Any], config: Any, sampling: Sampling
+    ) -> AsyncGenerator[Step, None]:
+        return _generate_steps(self._running, model, inputs, config, sampling)
+
+
+def prompt_scores(model: Any, ids: list[int], top: int) -> list[TokenScore]:
+    """Each prompt token's log-probability given the tokens before it (blocking).
+
+    The first token has none, as in OpenAI's ``echo`` answers. Tokens the model's
+    generation config suppresses are left out, as they are when it generates.
+    """
+    import torch
+
+    with _GENERATION_LOCK, torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+        suppressed = getattr(model.generation_config, "suppress_tokens", None)
+        if suppressed:
+            logits[:, suppressed] = float("-inf")
+        scores = torch.log_softmax(logits, dim=-1)
+    found = [TokenScore(ids[0], None, None)]
+    for position in range(1, len(ids)):
+        row = scores[position - 1]
+        token = ids[position]
+        found.append(TokenScore(token, float(row[token]), _top(row, top)))
+    return found
 
 
 async def _generate_steps(
@@ -86,19 +199,35 @@ async def _generate_steps(
     model: Any,
     inputs: dict[str, Any],
     config: Any,
-    seed: int | None,
-) -> AsyncGenerator[list[int], None]:
+    sampling: Sampling,
+) -> AsyncGenerator[Step, None]:
     """Yield, per generation step, one new token id for each returned sequence.
 
     Leaving the loop early (a finished request, a client gone) stops the generation at
     its next step, so the lock is not held for tokens nobody reads.
     """
     import torch
-    from transformers import StoppingCriteriaList
+    from transformers import LogitsProcessorList, StoppingCriteriaList
 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue()
     stop = threading.Event()
+    processors = []
+    recorder = None
+    if sampling.logprobs is not None:
+        recorder = _score_recorder(sampling.logprobs)
+        processors.append(recorder)
+    if sampling.frequency_penalty or sampling.presence_penalty or sampling.logit_bias:
+        prompt_length = int(inputs["input_ids"].shape[1])
+        processors.append(
+            _penalties(
+                prompt_length,
+                sampling.frequency_penalty,
+                sampling.presence_penalty,
+                sampling.logit_bias or {},
+            )
+        )
+    seed = sampling.seed
 
     def post(item: Any) -> None:
         try:
@@ -117,8 +246,9 @@ async def _generate_steps(
                     model.generate(
                         **inputs,
                         generation_config=config,
-                        streamer=_streamer(loop, queue),
+                        streamer=_streamer(loop, queue, recorder),
                         stopping_criteria=StoppingCriteriaList([_stopper(stop)]),
+                        logits_processor=LogitsProcessorList(processors),
                     )
         except BaseException as exc:
             post(_Failure(exc))
@@ -135,8 +265,11 @@ async def _generate_steps(
             if item is _END:
                 return
             if isinstance(item, _Failure):
-                raise BadRequest(
-                    f"the model failed to generate: {item.error!r}", code="model_error"
+                raise reported(
+                    BadRequest,
+                    "the model failed to generate",
+                    code="model_error",
+                    detail=repr(item.error),
                 ) from item.error
             yield item
     finally:

@@ -33,9 +33,24 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openmaas.domain.models import Signature, TensorSpec
 from openmaas.runtimes.base import Runtime
 
 OpenAIObject = dict[str, Any]
+
+GENERATION_SIGNATURE = Signature(
+    inputs=(TensorSpec("prompt", "BYTES", (-1,)),),
+    outputs=(TensorSpec("text", "BYTES", (-1,)),),
+)
+"""What a text generator takes and gives on the tensor protocols: one prompt a row."""
+
+
+def embedding_signature(dimensions: int) -> Signature:
+    """What an embedding model takes and gives on the tensor protocols: one text a row."""
+    return Signature(
+        inputs=(TensorSpec("text", "BYTES", (-1,)),),
+        outputs=(TensorSpec("embedding", "FP32", (-1, dimensions)),),
+    )
 
 
 def request_texts(request: OpenAIObject) -> list[str]:

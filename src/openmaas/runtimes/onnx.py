@@ -10,6 +10,7 @@ import numpy as np
 
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import Signature, TensorSpec
+from openmaas.incidents import reported
 from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
 
 _ONNX_TYPES = {
@@ -98,7 +99,7 @@ class OnnxRuntime(TensorRuntime):
         try:
             values = self._session.run(wanted, feeds)
         except Exception as exc:
-            raise BadRequest(
-                f"the ONNX model rejected the input: {exc}", code="infer_failed"
+            raise reported(
+                BadRequest, "the ONNX model rejected the input", code="infer_failed", detail=exc
             ) from exc
         return {name: np.asarray(value) for name, value in zip(wanted, values, strict=True)}

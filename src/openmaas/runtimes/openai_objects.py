@@ -10,7 +10,7 @@ import base64
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,11 +53,17 @@ def response_model(request: Mapping[str, Any], options: Mapping[str, Any], defau
 
 
 def max_new_tokens(request: Mapping[str, Any], default: int) -> int:
+    """The output length asked for; 0 only for a completion that echoes (prompt scoring)."""
     value = request.get("max_completion_tokens", request.get("max_tokens"))
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadRequest("max_tokens must be a positive integer", code="invalid_request")
+    lowest = 0 if request.get("echo") is True else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+        raise BadRequest(
+            "max_tokens must be a positive integer (0 only with echo)",
+            code="invalid_request",
+            details={"param": "max_tokens"},
+        )
     return value
 
 
@@ -112,17 +118,201 @@ def chat_messages(request: Mapping[str, Any]) -> list[dict[str, str]]:
     return plain
 
 
-def prompts(request: Mapping[str, Any]) -> list[str]:
+Prompt = str | list[int]
+"""One completion prompt: text, or the token ids of a text (``[1, 2, 3]``)."""
+
+
+def _token_ids(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
+    )
+
+
+def prompts(request: Mapping[str, Any]) -> list[Prompt]:
+    """The prompts of a completion request: ``"text"``, ``["a", "b"]``, ``[1, 2, 3]`` (one
+    prompt as token ids) or ``[[1, 2], [3]]`` (several)."""
     prompt = request.get("prompt")
     if isinstance(prompt, str):
         return [prompt]
+    if isinstance(prompt, list) and _token_ids(prompt):
+        return [list(prompt)]
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
         return list(prompt)
-    raise BadRequest("prompt is a string or a list of strings", code="invalid_request")
+    if isinstance(prompt, list) and prompt and all(_token_ids(p) for p in prompt):
+        return [list(p) for p in prompt]
+    raise BadRequest(
+        "prompt is a string, a list of strings, a list of token ids or a list of such lists",
+        code="invalid_request",
+        details={"param": "prompt"},
+    )
+
+
+# Fields an in-process engine may meet that change nothing when they have these values
+# (the defaults, or identification only); any other value is a feature it does not have.
+_HARMLESS: dict[str, Any] = {
+    "tools": ([],),
+    "tool_choice": ("none",),
+    "functions": ([],),
+    "function_call": ("none",),
+    "response_format": ({"type": "text"},),
+    "store": (False,),
+    "echo": (False,),
+    "suffix": ("",),
+    "modalities": (["text"],),
+    "service_tier": ("auto", "default"),
+}
+# Accepted with any value: they identify the caller or tag the request.
+_ANY_VALUE = frozenset({"model", "user", "metadata", "stream", "stream_options"})
+
+
+def refuse_unsupported(request: Mapping[str, Any], supported: Collection[str]) -> None:
+    """A 400 naming the first field an in-process engine would otherwise ignore.
+
+    OpenAI's rule: a request is never answered as if a field it sent were not there.
+    ``tools: []`` or ``response_format: {"type": "text"}`` ask for nothing and pass;
+    ``parallel_tool_calls`` means something only with tools.
+    """
+    for field, value in request.items():
+        if value is None or field in supported or field in _ANY_VALUE:
+            continue
+        if field == "parallel_tool_calls" and not request.get("tools"):
+            continue
+        if value in _HARMLESS.get(field, ()):
+            continue
+        raise BadRequest(
+            f"{field} is not supported by this model (it runs in process); "
+            "remove it, or use a model served by an engine that has it",
+            code="unsupported_parameter",
+            details={"param": field},
+        )
+
+
+def number_between(
+    request: Mapping[str, Any], field: str, low: float, high: float, default: float = 0.0
+) -> float:
+    value = request.get(field)
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(
+            f"{field} is a number from {low:g} to {high:g}",
+            code="invalid_request",
+            details={"param": field},
+        )
+    return float(value)
+
+
+def logit_bias(request: Mapping[str, Any], vocabulary: int) -> dict[int, float]:
+    """``{"token id": bias}`` with biases from -100 to 100, as OpenAI takes it."""
+    given = request.get("logit_bias")
+    if not given:
+        return {}
+    bias: dict[int, float] = {}
+    if isinstance(given, Mapping) and len(given) <= 300:
+        for key, value in given.items():
+            token = str(key)
+            if not token.isascii() or not token.isdigit() or int(token) >= vocabulary:
+                break
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                break
+            if not -100 <= value <= 100:
+                break
+            bias[int(token)] = float(value)
+        else:
+            return bias
+    raise BadRequest(
+        f"logit_bias maps at most 300 token ids (0 to {vocabulary - 1}) to numbers "
+        "from -100 to 100",
+        code="invalid_request",
+        details={"param": "logit_bias"},
+    )
+
+
+def requested_logprobs(request: Mapping[str, Any], *, chat: bool) -> int | None:
+    """How many alternatives to report per token; None when no log-probabilities are wanted.
+
+    Chat: ``logprobs: true`` and ``top_logprobs`` (0-20). Completions: ``logprobs`` (0-5).
+    """
+    if chat:
+        wanted = request.get("logprobs")
+        top = request.get("top_logprobs")
+        if wanted is not None and not isinstance(wanted, bool):
+            raise BadRequest(
+                "logprobs is true or false", code="invalid_request", details={"param": "logprobs"}
+            )
+        if top is not None and (
+            not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= 20
+        ):
+            raise BadRequest(
+                "top_logprobs is an integer from 0 to 20",
+                code="invalid_request",
+                details={"param": "top_logprobs"},
+            )
+        if top is not None and not wanted:
+            raise BadRequest(
+                "top_logprobs needs logprobs: true",
+                code="invalid_request",
+                details={"param": "top_logprobs"},
+            )
+        return (top or 0) if wanted else None
+    value = request.get("logprobs")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 5:
+        raise BadRequest(
+            "logprobs is an integer from 0 to 5",
+            code="invalid_request",
+            details={"param": "logprobs"},
+        )
+    return value
+
+
+TokenLogprob = tuple[str, float | None, Sequence[tuple[str, float]] | None]
+"""A token's text, its log-probability and its likeliest alternatives (None: unscored,
+as the first token of an echoed prompt is)."""
+
+
+def chat_logprobs(tokens: Sequence[TokenLogprob]) -> OpenAIObject:
+    """A chat choice's ``logprobs``: ``{"content": [...], "refusal": null}``."""
+
+    def entry(text: str, logprob: float | None) -> OpenAIObject:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+    return {
+        "content": [
+            {**entry(text, logprob), "top_logprobs": [entry(t, lp) for t, lp in top or ()]}
+            for text, logprob, top in tokens
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(tokens: Sequence[TokenLogprob], offset: int) -> OpenAIObject:
+    """A completion choice's ``logprobs``; ``offset`` is where the first token's text starts."""
+    offsets = []
+    for text, _logprob, _top in tokens:
+        offsets.append(offset)
+        offset += len(text)
+    return {
+        "tokens": [text for text, _logprob, _top in tokens],
+        "token_logprobs": [logprob for _text, logprob, _top in tokens],
+        # OpenAI's alternatives always include the chosen token (up to logprobs + 1).
+        "top_logprobs": [
+            None if top is None else {**dict(top), text: logprob} for text, logprob, top in tokens
+        ],
+        "text_offset": offsets,
+    }
 
 
 def chat_completion(
-    *, model: str, texts: Sequence[str], finish_reasons: Sequence[str], used: dict[str, int]
+    *,
+    model: str,
+    texts: Sequence[str],
+    finish_reasons: Sequence[str],
+    used: dict[str, int],
+    logprobs: Sequence[OpenAIObject | None] | None = None,
 ) -> OpenAIObject:
     return {
         "id": new_id("chatcmpl"),
@@ -132,8 +322,8 @@ def chat_completion(
         "choices": [
             {
                 "index": index,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": logprobs[index] if logprobs else None,
                 "finish_reason": reason,
             }
             for index, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))
@@ -143,7 +333,12 @@ def chat_completion(
 
 
 def text_completion(
-    *, model: str, texts: Sequence[str], finish_reasons: Sequence[str], used: dict[str, int]
+    *,
+    model: str,
+    texts: Sequence[str],
+    finish_reasons: Sequence[str],
+    used: dict[str, int],
+    logprobs: Sequence[OpenAIObject | None] | None = None,
 ) -> OpenAIObject:
     return {
         "id": new_id("cmpl"),
@@ -151,7 +346,12 @@ def text_completion(
         "created": now(),
         "model": model,
         "choices": [
-            {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
+            {
+                "index": index,
+                "text": text,
+                "logprobs": logprobs[index] if logprobs else None,
+                "finish_reason": reason,
+            }
             for index, (text, reason) in enumerate(zip(texts, finish_reasons, strict=True))
         ],
         "usage": used,
@@ -177,12 +377,18 @@ class ChunkFactory:
             "choices": choices,
         }
 
-    def text(self, index: int, text: str, finish_reason: str | None = None) -> OpenAIObject:
+    def text(
+        self,
+        index: int,
+        text: str,
+        finish_reason: str | None = None,
+        logprobs: OpenAIObject | None = None,
+    ) -> OpenAIObject:
         if self.chat:
             choice: OpenAIObject = {"index": index, "delta": {"content": text}}
         else:
             choice = {"index": index, "text": text}
-        choice["logprobs"] = None
+        choice["logprobs"] = logprobs
         choice["finish_reason"] = finish_reason
         return self._chunk([choice])
 

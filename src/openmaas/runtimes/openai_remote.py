@@ -26,9 +26,11 @@ import orjson
 
 from openmaas.domain.errors import BadGateway, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature
+from openmaas.incidents import reported
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
 from openmaas.runtimes.language import (
+    GENERATION_SIGNATURE,
     ChatRuntime,
     EmbeddingRuntime,
     LanguageRuntime,
@@ -86,7 +88,9 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
         endpoint = endpoint_of(spec)
         if endpoint.settings.get("tokenizer"):
             _tokenizer(str(endpoint.settings["tokenizer"]))
-        return spec.signature
+        # On the tensor protocols a prompt goes in and text comes out, unless the version
+        # was registered with an embedding signature (text in, FP32 vectors out).
+        return spec.signature if not spec.signature.empty else GENERATION_SIGNATURE
 
     async def load(self) -> None:
         endpoint = endpoint_of(self.spec)
@@ -94,6 +98,8 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
         if location:
             self._tokenizer = await anyio.to_thread.run_sync(_tokenizer, str(location))
         self._endpoint, self._client = endpoint, client_for(endpoint)
+        if self.signature.empty:  # a version registered before it had one
+            self.signature = GENERATION_SIGNATURE
 
     async def unload(self) -> None:
         client, self._client = self._client, None
@@ -156,7 +162,10 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
             lines = [f"{m['role']}: {m['content']}" for m in wire.chat_messages(request)]
             return self.count_tokens("\n".join(lines))
         if "prompt" in request:
-            return sum(self.count_tokens(p) for p in wire.prompts(request))
+            return sum(
+                self.count_tokens(p) if isinstance(p, str) else len(p)
+                for p in wire.prompts(request)
+            )
         given = request.get("input")
         texts = [given] if isinstance(given, str) else given or []
         return sum(self.count_tokens(t) for t in texts if isinstance(t, str))
@@ -182,7 +191,12 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
         return answer
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._generate("/chat/completions", request)
+        answer = await self._generate("/chat/completions", request)
+        for choice in answer.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if isinstance(message, dict):
+                message.setdefault("refusal", None)  # the spec requires it; some engines omit it
+        return answer
 
     async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self._generate("/completions", request)
@@ -256,8 +270,12 @@ class OpenAIRemoteRuntime(ChatRuntime, EmbeddingRuntime):
         if not isinstance(chunk, dict):
             raise BadGateway("the upstream server sent an invalid event", code="upstream_error")
         if "error" in chunk:
-            message = upstream_message(json.dumps(chunk).encode())
-            raise BadGateway(f"the upstream stream failed: {message}", code="upstream_error")
+            raise reported(
+                BadGateway,
+                "the upstream server failed during the stream",
+                code="upstream_error",
+                detail=upstream_message(json.dumps(chunk).encode()),
+            )
         return chunk
 
     async def embed(self, request: dict[str, Any]) -> dict[str, Any]:

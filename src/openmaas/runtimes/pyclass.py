@@ -17,6 +17,7 @@ import numpy as np
 
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import Signature, TensorSpec
+from openmaas.incidents import reported
 from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
 
 _DEFAULT_SIGNATURE = Signature(
@@ -114,7 +115,9 @@ class PythonClassRuntime(TensorRuntime):
         try:
             result = self._instance.predict(argument)
         except Exception as exc:
-            raise BadRequest(f"the model raised {exc!r}", code="model_error") from exc
+            raise reported(
+                BadRequest, "the model raised an error", code="model_error", detail=repr(exc)
+            ) from exc
         names = [spec.name for spec in self.signature.outputs] or ["prediction"]
         produced = result if isinstance(result, dict) else {names[0]: result}
         wanted = outputs or list(produced)

@@ -23,13 +23,15 @@ import anyio
 import numpy as np
 
 from openmaas.domain.errors import BadRequest, ServiceUnavailable
-from openmaas.domain.models import Signature, TensorSpec
+from openmaas.domain.models import Signature
 from openmaas.runtimes import openai_objects as wire
 from openmaas.runtimes.base import ArtifactSpec
-from openmaas.runtimes.language import EmbeddingRuntime
+from openmaas.runtimes.language import EmbeddingRuntime, embedding_signature
 from openmaas.runtimes.model_dirs import model_directory, settings_of
 
 _MARKERS = ("modules.json", "config_sentence_transformers.json", "config.json")
+# Request fields this runtime acts on (``dimensions`` only when it is the model's own).
+_FIELDS = frozenset({"input", "encoding_format", "dimensions"})
 
 
 def _directory(spec: ArtifactSpec) -> tuple[Path, dict[str, Any]]:
@@ -83,10 +85,7 @@ def _declared_dimensions(directory: Path) -> int:
 
 
 def _signature(dimensions: int) -> Signature:
-    return Signature(
-        inputs=(TensorSpec("text", "BYTES", (-1,)),),
-        outputs=(TensorSpec("embedding", "FP32", (-1, dimensions)),),
-    )
+    return embedding_signature(dimensions)
 
 
 class SentenceTransformersRuntime(EmbeddingRuntime):
@@ -174,6 +173,7 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
     async def embed(self, request: dict[str, Any]) -> dict[str, Any]:
         if not self.ready:
             raise ServiceUnavailable("the model is not loaded", code="not_loaded")
+        wire.refuse_unsupported(request, _FIELDS)
         texts = self._texts(request)
         fmt = wire.encoding_format(request)
         dimensions = request.get("dimensions")

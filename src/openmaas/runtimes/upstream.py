@@ -20,11 +20,16 @@ httpx's per request. Failures become domain errors at this boundary:
     upstream 413                    -> PayloadTooLarge 413
     upstream 429, 503               -> ServiceUnavailable 503 upstream_busy
     any other upstream error status -> BadGateway 502 upstream_error
+
+Only a refusal (400, 422) passes the upstream's own message on, without URLs, its host or
+its name for the model; every other failure is told in our words with a reference to
+the log line that keeps the upstream's URL and what it said (``openmaas.incidents``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from openmaas import tracing
 from openmaas.domain.errors import (
     BadGateway,
     BadRequest,
@@ -41,6 +47,7 @@ from openmaas.domain.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from openmaas.incidents import reported
 from openmaas.runtimes.base import ArtifactSpec
 from openmaas.runtimes.model_dirs import settings_of
 
@@ -123,22 +130,58 @@ class UpstreamClient:
 
     async def request(self, method: str, path: str, body: Any = None) -> UpstreamResponse:
         data = orjson.dumps(body) if body is not None else None
+        headers = _JSON if data else None
+        if tracing.active is None:
+            return await self._request(method, path, data, headers)
+        with tracing.span("openmaas.upstream", self._attributes(method, path)) as current:
+            traced = {**(headers or {})}
+            tracing.inject(traced)
+            answer = await self._request(method, path, data, traced)
+            current.set_attribute("http.response.status_code", answer.status_code)
+            return answer
+
+    async def _request(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str] | None
+    ) -> UpstreamResponse:
         async with (
             translated(self.endpoint),
-            self._session.request(
-                method, self._url(path), data=data, headers=_JSON if data else None
-            ) as response,
+            self._session.request(method, self._url(path), data=data, headers=headers) as response,
         ):
             return UpstreamResponse(response.status, await response.read(), dict(response.headers))
+
+    def _attributes(self, method: str, path: str) -> dict[str, Any]:
+        url = urlsplit(self.endpoint.base_url)
+        return {
+            "http.request.method": method,
+            "server.address": url.hostname or "",
+            "server.port": url.port or (443 if url.scheme == "https" else 80),
+            "url.path": f"{url.path}{path}",
+        }
 
     @asynccontextmanager
     async def stream(self, path: str, body: Any) -> AsyncIterator[aiohttp.ClientResponse]:
         """A streamed POST; failures while it is read are translated too."""
-        async with (
-            translated(self.endpoint),
-            self._session.post(self._url(path), data=orjson.dumps(body), headers=_JSON) as response,
-        ):
-            yield response
+        span = tracing.start("openmaas.upstream", self._attributes("POST", path))
+        headers = _JSON
+        if span is not None:
+            from opentelemetry import trace
+
+            headers = {**_JSON}
+            with trace.use_span(span, end_on_exit=False):
+                tracing.inject(headers)
+        try:
+            async with (
+                translated(self.endpoint),
+                self._session.post(
+                    self._url(path), data=orjson.dumps(body), headers=headers
+                ) as response,
+            ):
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status)
+                yield response
+        finally:
+            if span is not None:
+                span.end()
 
     async def aclose(self) -> None:
         await self._session.close()
@@ -162,22 +205,33 @@ async def lines_of(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def translated(endpoint: Endpoint) -> AsyncIterator[None]:
-    """Turn transport failures talking to ``endpoint`` into domain errors."""
-    where = endpoint.base_url
+    """Turn transport failures talking to ``endpoint`` into domain errors.
+
+    The client learns what kind of failure it was; where the server is and what the
+    library said stay in the log (``incidents``).
+    """
     try:
         yield
     except TimeoutError as exc:
-        raise GatewayTimeout(
-            f"the upstream server {where} did not answer within {endpoint.timeout:g}s",
+        raise reported(
+            GatewayTimeout,
+            f"the upstream server did not answer within {endpoint.timeout:g} s",
             code="upstream_timeout",
+            detail=f"{endpoint.base_url}: {exc!r}",
         ) from exc
     except aiohttp.ClientConnectorError as exc:
-        raise ServiceUnavailable(
-            f"cannot reach the upstream server {where}: {exc}", code="upstream_unavailable"
+        raise reported(
+            ServiceUnavailable,
+            "cannot reach the upstream server",
+            code="upstream_unavailable",
+            detail=f"{endpoint.base_url}: {exc!r}",
         ) from exc
     except aiohttp.ClientError as exc:
-        raise BadGateway(
-            f"the upstream server {where} failed: {exc!r}", code="upstream_error"
+        raise reported(
+            BadGateway,
+            "the connection to the upstream server failed",
+            code="upstream_error",
+            detail=f"{endpoint.base_url}: {exc!r}",
         ) from exc
 
 
@@ -193,22 +247,54 @@ def upstream_message(body: bytes) -> str:
     return str(error)[:_MESSAGE_LIMIT]
 
 
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+def client_message(text: str, endpoint: Endpoint) -> str:
+    """An upstream's message about the client's request, without where the upstream is.
+
+    A refusal (400, 422) explains what was wrong with the request and is worth passing
+    on; URLs, the upstream's host and its own name for the model are not.
+    """
+    host = urlsplit(endpoint.base_url).netloc
+    text = _URL.sub("<url>", text)
+    if host:
+        text = text.replace(host, "<upstream>")
+    if endpoint.model:
+        name = re.escape(endpoint.model)
+        text = re.sub(rf"(?<![\w./-]){name}(?![\w/-])", "<model>", text)
+    return text
+
+
 def raise_for_status(response: UpstreamResponse, endpoint: Endpoint) -> None:
     """Raise the domain error for an upstream error status (read the body first)."""
     status = response.status_code
     if status < 400:
         return
-    message = f"upstream {status}: {upstream_message(response.content)}"
+    said = upstream_message(response.content)
     if status in (400, 422):
-        raise BadRequest(message, code="upstream_rejected")
+        message = client_message(said, endpoint)
+        raise BadRequest(f"the model refused the request: {message}", code="upstream_rejected")
+    detail = f"{endpoint.base_url} answered {status}: {said}"
     if status == 413:
-        raise PayloadTooLarge(message, code="upstream_rejected")
+        raise PayloadTooLarge(
+            "the request is too large for the upstream server", code="upstream_rejected"
+        )
     if status in (429, 503):
         retry = response.headers.get("retry-after")
         headers = {"Retry-After": retry} if retry else None
-        raise ServiceUnavailable(message, code="upstream_busy", headers=headers)
-    raise BadGateway(
-        f"the upstream server {endpoint.base_url} answered {message}", code="upstream_error"
+        raise reported(
+            ServiceUnavailable,
+            f"the upstream server is busy ({status}); try again later",
+            code="upstream_busy",
+            detail=detail,
+            headers=headers,
+        )
+    raise reported(
+        BadGateway,
+        f"the upstream server failed ({status})",
+        code="upstream_error",
+        detail=detail,
     )
 
 

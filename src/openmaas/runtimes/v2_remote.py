@@ -19,6 +19,7 @@ import numpy as np
 
 from openmaas.domain.errors import BadGateway, BadRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature
+from openmaas.incidents import reported
 from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
 from openmaas.runtimes.tensors import DATATYPE_TO_DTYPE, datatype_of
 from openmaas.runtimes.upstream import (
@@ -60,8 +61,11 @@ def decode_tensor(tensor: Any) -> tuple[str, np.ndarray]:
         dtype = DATATYPE_TO_DTYPE[datatype]
         array = np.asarray(tensor["data"], dtype=dtype).reshape(shape)
     except (KeyError, TypeError, ValueError) as exc:
-        raise BadGateway(
-            f"the upstream server sent a bad tensor: {exc!r}", code="upstream_error"
+        raise reported(
+            BadGateway,
+            "the upstream server sent a malformed tensor",
+            code="upstream_error",
+            detail=f"{exc!r} in {str(tensor)[:200]}",
         ) from exc
     return name, array
 

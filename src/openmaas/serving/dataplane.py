@@ -10,8 +10,9 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from openmaas import tracing
 from openmaas.domain.deployments import DeploymentStatus
 from openmaas.domain.errors import (
     GatewayTimeout,
@@ -20,6 +21,7 @@ from openmaas.domain.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
+from openmaas.incidents import reported
 from openmaas.runtimes import Runtime, TensorRuntime, Tensors
 from openmaas.serving.batcher import RunBatch
 from openmaas.serving.cache import CachedModel, ModelCache
@@ -58,7 +60,6 @@ class DataPlane:
     async def _run(
         self, endpoint: Endpoint, inputs: Tensors, outputs: Sequence[str] | None
     ) -> Tensors:
-        key = endpoint.cache_key
         try:
             entry = await self._acquire(endpoint)
             runtime = entry.runtime
@@ -77,13 +78,11 @@ class DataPlane:
         except OpenMaaSError:
             raise
         except Exception as exc:
-            if key not in self.cache:
-                raise ServiceUnavailable(
-                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                    code="model_load_failed",
-                ) from exc
-            raise Unprocessable(
-                f"the model failed on this input: {exc}", code="model_error"
+            raise reported(
+                Unprocessable,
+                "the model failed on this input",
+                code="model_error",
+                detail=f"{endpoint.name}: {exc!r}",
             ) from exc
 
     async def _acquire(self, endpoint: Endpoint) -> CachedModel:
@@ -94,14 +93,11 @@ class DataPlane:
                 endpoint.cache_key, endpoint.build_runtime, endpoint.size, endpoint.labels
             )
         except Exception as exc:
-            error = (
-                exc
-                if isinstance(exc, OpenMaaSError)
-                else ServiceUnavailable(
-                    f"the model of {endpoint.name!r} could not be loaded: {exc!r}",
-                    code="model_load_failed",
-                )
-            )
+            # A failure of ours already told without details (an upstream that is down)
+            # passes as it is; anything else is told without paths or library text.
+            ours = isinstance(exc, OpenMaaSError) and exc.status_code >= 500
+            error = exc if ours else _load_failed(endpoint, exc)
+            assert isinstance(error, OpenMaaSError)
             endpoint.deployment.status = DeploymentStatus.FAILED
             endpoint.deployment.error = error.message
             if error is exc:
@@ -117,6 +113,18 @@ class DataPlane:
         inputs: Tensors,
         outputs: Sequence[str] | None = None,
         *,
+        protocol: str,
+    ) -> Tensors:
+        if tracing.active is not None:
+            with tracing.span("openmaas.model", _model_attributes(endpoint)):
+                return await self._infer(endpoint, inputs, outputs, protocol)
+        return await self._infer(endpoint, inputs, outputs, protocol)
+
+    async def _infer(
+        self,
+        endpoint: Endpoint,
+        inputs: Tensors,
+        outputs: Sequence[str] | None,
         protocol: str,
     ) -> Tensors:
         if endpoint.closed:
@@ -160,6 +168,8 @@ class DataPlane:
             raise NotFound(f"no endpoint {endpoint.name!r} is deployed", code="endpoint_not_found")
         started = time.perf_counter()
         failure: str | None = "cancelled"
+        # Not made current: a stream's model span lasts past the request handler.
+        span = tracing.start("openmaas.model", _model_attributes(endpoint))
         endpoint.enter()
         try:
             async with endpoint.semaphore:
@@ -180,6 +190,10 @@ class DataPlane:
             raise
         finally:
             self._observe(endpoint, started, protocol, failure)
+            if span is not None:
+                if failure is not None:
+                    span.set_attribute("error.type", failure)
+                span.end()
 
     def _observe(
         self, endpoint: Endpoint, started: float, protocol: str, failure: str | None
@@ -193,3 +207,24 @@ class DataPlane:
         meters.latency.observe(elapsed)
         if failure is not None:
             self.metrics.errors.labels(*endpoint.labels, failure).inc()
+
+
+def _load_failed(endpoint: Endpoint, exc: BaseException) -> ServiceUnavailable:
+    """A model that would not load: the caller is not told why (paths, library text)."""
+    detail = exc.message if isinstance(exc, OpenMaaSError) else repr(exc)
+    return reported(
+        ServiceUnavailable,
+        f"the model of {endpoint.name!r} could not be loaded",
+        code="model_load_failed",
+        detail=detail,
+    )
+
+
+def _model_attributes(endpoint: Endpoint) -> dict[str, Any]:
+    deployment = endpoint.deployment
+    return {
+        "openmaas.endpoint": deployment.endpoint_name,
+        "gen_ai.response.model": deployment.model_name,
+        "openmaas.model.version": deployment.version,
+        "openmaas.runtime": deployment.runtime,
+    }

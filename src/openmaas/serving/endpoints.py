@@ -155,6 +155,14 @@ class EndpointTable:
             selector = int(number) if number.isdigit() else number
         return self.for_model(name, selector)
 
+    def knows(self, ref: str) -> bool:
+        """Whether ``ref`` names something deployed (see ``reference``)."""
+        try:
+            self.reference(ref)
+        except NotFound:
+            return False
+        return True
+
     def resolve(self, name: str, selector: int | str | None = None) -> Endpoint:
         """A V2 model name: an endpoint name first, then a model name."""
         if selector is None and name in self.by_name:

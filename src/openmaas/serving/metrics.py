@@ -86,6 +86,46 @@ class ServingMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self._gateway()
+
+    def _gateway(self) -> None:
+        """Requests and tokens per model and plan, as the gateway answered them."""
+        self.gateway_requests = Counter(
+            "openmaas_gateway_requests",
+            "Inference requests by model (or route), plan, protocol and HTTP status.",
+            ("model", "plan", "protocol", "status"),
+            registry=self.registry,
+        )
+        self.gateway_tokens = Counter(
+            "openmaas_gateway_tokens",
+            "Tokens metered, by model (or route), plan and direction (input or output).",
+            ("model", "plan", "direction"),
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def count_request(
+        self,
+        model: str,
+        plan: str,
+        protocol: str,
+        status: int,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        """One answered request; labelled children are looked up once, then cached."""
+        key = (model, plan, protocol, str(status))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.gateway_requests.labels(*key)
+        child.inc()
+        for direction, tokens in (("input", input_tokens), ("output", output_tokens)):
+            if tokens:
+                token_key = (model, plan, direction)
+                counter = self._children.get(token_key)
+                if counter is None:
+                    counter = self._children[token_key] = self.gateway_tokens.labels(*token_key)
+                counter.inc(tokens)
 
     def meters(self, labels: tuple[str, str]) -> EndpointMeters:
         return EndpointMeters(

@@ -75,8 +75,19 @@ def _cast(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
         return value
     if kind not in _NUMERIC_KINDS:
         raise _mismatch(spec, value)
-    if wanted.kind in "iu" and kind == "f":
-        raise _mismatch(spec, value)
+    if wanted.kind in "iu":
+        # JSON has one number type: 3.0 is an integer, 3.5 is not; and a value that does
+        # not fit the type is refused rather than wrapped around (-1 is no UINT8).
+        if kind == "f" and not (
+            bool(np.all(np.isfinite(value))) and bool(np.all(value == np.floor(value)))
+        ):
+            raise _mismatch(spec, value)
+        limits = np.iinfo(wanted)
+        if value.size and (value.min() < limits.min or value.max() > limits.max):
+            raise BadRequest(
+                f"input {spec.name!r} holds a value that does not fit {spec.datatype}",
+                code="datatype_mismatch",
+            )
     return value.astype(wanted, copy=False)
 
 

@@ -12,11 +12,16 @@ from openmaas.store.tables import ModelRouteRow, utcnow
 
 
 async def all_routes(*, session: AsyncSession) -> list[ModelRouteRow]:
-    return list(await session.scalars(select(ModelRouteRow).order_by(ModelRouteRow.name)))
+    order = (ModelRouteRow.namespace, ModelRouteRow.name)
+    return list(await session.scalars(select(ModelRouteRow).order_by(*order)))
 
 
-async def get_route(*, session: AsyncSession, name: str) -> ModelRouteRow | None:
-    return await session.scalar(select(ModelRouteRow).where(ModelRouteRow.name == name))
+def _named(namespace: str, name: str) -> tuple[Any, ...]:
+    return (ModelRouteRow.namespace == namespace, ModelRouteRow.name == name)
+
+
+async def get_route(*, session: AsyncSession, namespace: str, name: str) -> ModelRouteRow | None:
+    return await session.scalar(select(ModelRouteRow).where(*_named(namespace, name)))
 
 
 async def save_route(
@@ -44,18 +49,24 @@ async def save_route(
     return row
 
 
-async def delete_route(*, session: AsyncSession, name: str) -> bool:
-    result = await session.execute(delete(ModelRouteRow).where(ModelRouteRow.name == name))
+async def delete_route(*, session: AsyncSession, namespace: str, name: str) -> bool:
+    result = await session.execute(delete(ModelRouteRow).where(*_named(namespace, name)))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def add_canary_counts(
-    *, session: AsyncSession, name: str, revision: int, requests: int, failures: int
+    *,
+    session: AsyncSession,
+    namespace: str,
+    name: str,
+    revision: int,
+    requests: int,
+    failures: int,
 ) -> None:
     """Add one worker's counts to the open window; dropped if the window has moved on."""
     await session.execute(
         update(ModelRouteRow)
-        .where(ModelRouteRow.name == name, ModelRouteRow.revision == revision)
+        .where(*_named(namespace, name), ModelRouteRow.revision == revision)
         .values(
             window_requests=ModelRouteRow.window_requests + requests,
             window_failures=ModelRouteRow.window_failures + failures,
@@ -66,6 +77,7 @@ async def add_canary_counts(
 async def decide_canary(
     *,
     session: AsyncSession,
+    namespace: str,
     name: str,
     revision: int,
     canary_weight: int,
@@ -76,7 +88,7 @@ async def decide_canary(
     """Record a canary step unless another worker moved the route first (compare-and-set)."""
     result = await session.execute(
         update(ModelRouteRow)
-        .where(ModelRouteRow.name == name, ModelRouteRow.revision == revision)
+        .where(*_named(namespace, name), ModelRouteRow.revision == revision)
         .values(
             revision=ModelRouteRow.revision + 1,
             canary_weight=canary_weight,

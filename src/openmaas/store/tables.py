@@ -268,9 +268,11 @@ class ModelRouteRow(Base):
     """
 
     __tablename__ = "model_routes"
+    # Names are unique within a namespace (two namespaces may each have "test").
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_model_routes_namespace_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
     namespace: Mapped[str] = mapped_column(String(128), default="default")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     revision: Mapped[int] = mapped_column(BigInteger, default=1)

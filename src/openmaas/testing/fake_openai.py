@@ -12,6 +12,10 @@ upstream model name chooses a misbehaviour, so one server serves every test at o
 * ``error-event`` ends a stream with an in-band ``{"error": ...}`` event, as vLLM does;
 * ``ignore-max`` ignores ``max_tokens`` and ``max_completion_tokens``: it says all it has.
 
+Chat requests with ``tools`` (and a ``tool_choice`` other than ``none``) get a call of the
+first tool; ``response_format`` ``json_object`` or ``json_schema`` gets JSON content;
+``logprobs`` gets made-up log-probabilities of -0.5 per word.
+
 ``with FakeOpenAI() as fake: fake.url`` runs it on loopback; ``fake.requests`` keeps
 every request body, ``fake.headers`` their headers and ``fake.calls`` counts the requests
 per upstream model name.
@@ -49,7 +53,24 @@ def _user_text(body: dict[str, Any]) -> str:
         content = messages[-1].get("content", "")
         return content if isinstance(content, str) else " ".join(p["text"] for p in content)
     prompt = body.get("prompt", "")
-    return prompt if isinstance(prompt, str) else " ".join(prompt)
+    if isinstance(prompt, str):
+        return prompt
+    # Token ids are echoed as numbers: [1, 2] and [[1, 2], [3]] read "1 2" and "1 2 3".
+    flat = [p for item in prompt for p in (item if isinstance(item, list) else [item])]
+    return " ".join(str(p) for p in flat)
+
+
+def _logprobs(words: list[str], top: int) -> dict[str, Any]:
+    """Made-up but well-formed chat log-probabilities: -0.5 for each word."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = [
+        {**entry(w, -0.5), "top_logprobs": [entry(w, -0.5)] + [entry("x", -3.0)] * (top - 1)}
+        for w in words
+    ]
+    return {"content": content, "refusal": None}
 
 
 def _prompt_tokens(body: dict[str, Any]) -> int:
@@ -172,8 +193,27 @@ class FakeOpenAI:
             events = self._events(body, words, reason, used, chat=chat)
             return StreamingResponse(events, media_type="text/event-stream")
         text = " ".join(words)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if chat and body.get("tools") and body.get("tool_choice", "auto") != "none":
+            # Calls the first tool with what the user said.
+            function = body["tools"][0]["function"]["name"]
+            arguments = json.dumps({"text": _user_text(body)})
+            call: dict[str, Any] = {"id": "call_1", "type": "function"}
+            call["function"] = {"name": function, "arguments": arguments}
+            message, reason = (
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                "tool_calls",
+            )
+        elif chat and (body.get("response_format") or {}).get("type") in (
+            "json_object",
+            "json_schema",
+        ):
+            message["content"] = json.dumps({"said": _user_text(body)})
+        logprobs = None
+        if chat and body.get("logprobs"):
+            logprobs = _logprobs(words, int(body.get("top_logprobs") or 0))
         choices = [
-            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+            {"index": i, "message": message, "logprobs": logprobs, "finish_reason": reason}
             if chat
             else {"index": i, "text": text, "finish_reason": reason}
             for i in range(n)
