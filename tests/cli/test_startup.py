@@ -52,6 +52,11 @@ COMMANDS = [
     ["routes", "list"],
     ["routes", "show"],
     ["routes", "delete"],
+    ["plans"],
+    ["plans", "apply"],
+    ["plans", "list"],
+    ["plans", "show"],
+    ["plans", "delete"],
 ]
 
 
