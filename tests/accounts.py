@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +82,18 @@ def infer(client: httpx.Client, key: str | None, model: str) -> httpx.Response:
     """One prediction of a deployed classifier (``classifiers`` fixture) through /predict."""
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     return client.post("/predict", json={"model_name": model, "input": ROW}, headers=headers)
+
+
+def await_key_everywhere(urls: list[str], key: str) -> None:
+    """Until every server (each worker: a new connection each time) knows a new key.
+
+    Listing models needs the key and spends none of its budget."""
+    deadline = time.monotonic() + 30
+    known = 0
+    while known < 20:
+        for url in urls:
+            auth = {"Authorization": f"Bearer {key}"}
+            response = httpx.get(f"{url}/v1/models", headers=auth, timeout=60)
+            known = known + 1 if response.status_code == 200 else 0
+            assert response.status_code in (200, 401), response.text
+        assert time.monotonic() < deadline, "a new key did not reach every worker in 30 s"

@@ -18,7 +18,7 @@ import pytest
 from openmaas.testing import FakeOpenAI
 from tests.access.budgets import PROMPT, assert_within_budget, chat_burst, remote_model, unique
 from tests.access.test_limits import assert_exactly, burst
-from tests.accounts import PASSWORD, Factory, infer
+from tests.accounts import PASSWORD, Factory, await_key_everywhere, infer
 from tests.conftest import ADMIN_KEY
 from tests.servers import (
     drop_redis_prefix,
@@ -125,21 +125,6 @@ def _await_known(client: httpx.Client, key: str) -> float:
         time.sleep(0.05)
 
 
-def _await_key_everywhere(urls: list[str], key: str) -> None:
-    """Until every server (each worker: a new connection each time) knows a new key.
-
-    Listing models needs the key and spends none of its budget."""
-    deadline = time.monotonic() + 30
-    known = 0
-    while known < 20:
-        for url in urls:
-            auth = {"Authorization": f"Bearer {key}"}
-            response = httpx.get(f"{url}/v1/models", headers=auth, timeout=60)
-            known = known + 1 if response.status_code == 200 else 0
-            assert response.status_code in (200, 401), response.text
-        assert time.monotonic() < deadline, "a new key did not reach every worker in 30 s"
-
-
 def _await_served(urls: list[str], model: str, body: dict, path: str = "/predict") -> None:
     """Until every server (each worker: a new connection each time) serves the model."""
     deadline = time.monotonic() + 30
@@ -173,7 +158,7 @@ def _token_burst(
     _await_served(urls, chat, CHAT_PROBE | {"model": chat}, "/v1/chat/completions")
     calls = fake.calls[upstream]
     _developer, _app, key = make.key_for(tokens_per_minute=200)
-    _await_key_everywhere(urls, key)
+    await_key_everywhere(urls, key)
     burst = chat_burst(urls, key, chat)
     assert_within_budget(burst, 200, fake.calls[upstream] - calls, 30)
 

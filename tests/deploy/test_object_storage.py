@@ -28,7 +28,7 @@ import pytest
 
 from openmaas.app import create_app
 from openmaas.testing import FakeOpenAI
-from tests.accounts import Factory
+from tests.accounts import Factory, await_key_everywhere
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.models import classifier, skops_file
 from tests.proxy import TcpProxy
@@ -472,6 +472,7 @@ def test_a_replica_stopped_under_load_loses_no_request_and_no_usage(
         _wait_loaded(replica, "slow_chat")
     plan = cluster.make.plan(models=["busy_classifier", "slow_chat"], requests_per_minute=100_000)
     _developer, application_id, key = cluster.make.key_for(plan)
+    await_key_everywhere([a.url, b.url], key)
     caller = {"Authorization": f"Bearer {key}"}
     balancer = Balancer([a, b])
     results: list[int] = []
