@@ -107,7 +107,8 @@ def test_forty_concurrent_chats_never_pass_the_budget_in_redis(
     redis_server: tuple[str, str, str], fake: FakeOpenAI
 ) -> None:
     url, model, upstream = redis_server
-    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as admin:
+    admin_auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=url, headers=admin_auth, timeout=60) as admin:
         make = Factory(url, admin)
         try:
             developer, _app, key = make.key_for(tokens_per_minute=200)
