@@ -36,7 +36,7 @@ def test_applications_per_developer_are_capped(make: Factory) -> None:
     refused = developer.client.post("/applications", json={"name": "third", "plan": plan})
     assert refused.status_code == 409, refused.text
     assert refused.json()["code"] == "too_many_applications"
-    assert "2 applications" in refused.json()["error"]
+    assert "2 applications" in refused.json()["message"]
     assert developer.client.delete(f"/applications/{first['id']}").status_code in (200, 204)
     developer.application(plan)  # room again
     # Another developer has caps of their own; admins have none.

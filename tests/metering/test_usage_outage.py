@@ -46,7 +46,7 @@ def _platform(tmp_path: Path, **settings: object) -> Iterator[Outage]:
         TcpProxy("127.0.0.1", urlsplit(database_url).port or 5432) as database,
     ):
         config = make_settings(
-            tmp_path,
+            tmp_path / "data",
             through(database, database_url),
             database_connect_timeout_seconds=1.0,
             database_statement_timeout_seconds=2.0,
@@ -59,13 +59,13 @@ def _platform(tmp_path: Path, **settings: object) -> Iterator[Outage]:
         try:
             with httpx.Client(base_url=server.url, headers=headers, timeout=60) as admin:
                 model = "metered_classifier"
-                register_estimator(admin, model, classifier(), tmp_path / "m")
+                register_estimator(admin, model, classifier(), tmp_path)
                 deploy(admin, model, endpoint_name=model)
                 make = Factory(server.url, admin)
                 _dev, _app, key = make.key_for(models=[model])
                 auth = {"Authorization": f"Bearer {key}"}
                 with httpx.Client(base_url=server.url, headers=auth, timeout=60) as caller:
-                    yield Outage(server.url, tmp_path, database, admin, caller, model)
+                    yield Outage(server.url, tmp_path / "data", database, admin, caller, model)
                 make.close()
         finally:
             server.stop()
