@@ -92,9 +92,14 @@ async def anonymous_form(request: Request) -> dict[str, str]:
     fields = {k: v for k, v in data.items() if isinstance(v, str)}
     expected = request.cookies.get(_FORM_COOKIE)
     posted = fields.get(CSRF_FIELD)
-    if not expected or not posted or not hmac.compare_digest(expected, posted):
+    # Compared as bytes: compare_digest refuses str with characters beyond ASCII.
+    if not expected or not posted or not hmac.compare_digest(_raw(expected), _raw(posted)):
         raise Forbidden("this form is stale or forged (CSRF token)", code="csrf_failed")
     return fields
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _form_token(request: Request) -> str:
