@@ -23,7 +23,7 @@ import httpx
 
 from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
 
-ADMIN_KEY = "om_benchmark_admin_key"
+ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"
 LITELLM_KEY = "sk-benchmark-master-key-0123456789abcdef"
 BARE_KEY = "bare-proxy-benchmark-key"
 # The production guide's settings that apply without a database: logging off.

@@ -30,7 +30,7 @@ from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
 from openmaas.client import Client
 from openmaas.demo.training import train_binary_classifier
 
-ADMIN_KEY = "om_benchmark_admin_key"
+ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"
 BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [0.5, 0.8, 0.2]}]}
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 Row = tuple[str, int, str, dict[str, str]]  # name, concurrency, url, headers

@@ -34,7 +34,7 @@ from openmaas.api.hot_path import FrontDoor, InferenceHotPath
 from openmaas.api.openapi import install_openapi
 from openmaas.platform import Platform
 from openmaas.portal import install_portal
-from openmaas.settings import Settings
+from openmaas.settings import Settings, load_settings
 from openmaas.shutdown import drain_on_sigterm
 from openmaas.store.database import DatabaseUnavailable
 
@@ -174,4 +174,4 @@ class OpenMaaSApp(FastAPI):
 
 def create_app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` and worker processes: settings from OPENMAAS_*."""
-    return create_app(Settings())
+    return create_app(load_settings())

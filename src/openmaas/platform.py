@@ -17,13 +17,17 @@ from openmaas.access import (
     SnapshotStore,
 )
 from openmaas.access.limiter import make_limiter
+from openmaas.access.login_throttle import LoginThrottle
+from openmaas.access.passwords import PasswordHashing
 from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore, open_artifact_store
 from openmaas.health import Health, wait_for_database
 from openmaas.metering import Billing, UsageQueries, UsageRecorder
+from openmaas.metering.spill import UsageSpill
 from openmaas.registry import RegistryService
 from openmaas.routing import RouteMetrics, RoutingService
 from openmaas.serving import ServingService
+from openmaas.serving.metrics import WorkerMetricFiles
 from openmaas.settings import Settings
 from openmaas.store import Database
 
@@ -51,6 +55,7 @@ class Platform:
     usage_queries: UsageQueries
     billing: Billing
     health: Health
+    metric_files: WorkerMetricFiles | None
 
     @classmethod
     def build(cls, settings: Settings) -> Platform:
@@ -85,7 +90,7 @@ class Platform:
         routing = RoutingService(
             db,
             serving.table,
-            RouteMetrics(serving.metrics.registry),
+            RouteMetrics(serving.metrics),
             interval=settings.sync_interval_s,
         )
         secret = settings.oidc_client_secret
@@ -98,8 +103,25 @@ class Platform:
             routing=routing,
             snapshots=snapshots,
             access=access,
-            accounts=AccountService(db, snapshots, signup=settings.signup),
-            applications=ApplicationService(db, snapshots, default_plan=settings.default_plan),
+            accounts=AccountService(
+                db,
+                snapshots,
+                signup=settings.signup,
+                hashing=PasswordHashing(settings.password_hashing_concurrency),
+                throttle=LoginThrottle(
+                    limiter,
+                    per_account=settings.login_max_failures,
+                    per_address=settings.login_max_failures_per_address,
+                    window_s=settings.login_failure_window_seconds,
+                ),
+            ),
+            applications=ApplicationService(
+                db,
+                snapshots,
+                default_plan=settings.default_plan,
+                max_applications=settings.max_applications_per_developer,
+                max_keys=settings.max_keys_per_developer,
+            ),
             plans=PlanService(db, snapshots),
             audit=AuditLog(db),
             oidc=OidcClient(
@@ -111,10 +133,20 @@ class Platform:
             gate=AccessGate(
                 db, access, snapshots, limiter, flush_seconds=settings.usage_flush_seconds
             ),
-            usage=UsageRecorder(db, flush_seconds=settings.usage_flush_seconds),
+            usage=UsageRecorder(
+                db,
+                flush_seconds=settings.usage_flush_seconds,
+                spill=UsageSpill(
+                    settings.data_dir.resolve() / "usage-spill",
+                    max_bytes=settings.usage_spill_bytes,
+                ),
+                max_buckets=settings.usage_memory_buckets,
+                on_drop=serving.metrics.usage_dropped.inc,
+            ),
             usage_queries=UsageQueries(db),
             billing=Billing(db),
             health=Health(db, serving, limiter),
+            metric_files=WorkerMetricFiles(settings.metrics_dir) if settings.metrics_dir else None,
         )
 
     async def start(self) -> None:
@@ -128,6 +160,8 @@ class Platform:
         await self.snapshots.start()
         await self.gate.start()
         await self.usage.start()
+        if self.metric_files is not None:
+            await self.metric_files.start()
 
     async def start_serving(self) -> None:
         await self.serving.start()
@@ -142,6 +176,8 @@ class Platform:
         await asyncio.sleep(0)
         # Metering first, while the database is still open: its final flush must land.
         await self.usage.stop()
+        if self.metric_files is not None:
+            await self.metric_files.stop()
         await self.gate.stop()
         await self.snapshots.stop()
         await self.routing.stop()

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A shorter admin key could be guessed by a patient attacker; 32 characters of a random
+# hex string are 128 bits.
+MIN_ADMIN_KEY_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -158,6 +162,36 @@ class Settings(BaseSettings):
     """On stop, how long in-flight requests (streams included) may take to finish; those
     still running after it are cut."""
 
+    login_max_failures: int = Field(default=10, ge=1)
+    """Failed logins one account may have in ``login_failure_window_seconds`` before its
+    logins answer 429 (with Retry-After) until the window ends."""
+
+    login_max_failures_per_address: int = Field(default=50, ge=1)
+    """Failed logins one client address may have in the window, whichever accounts they
+    named, before its logins answer 429."""
+
+    login_failure_window_seconds: float = Field(default=900.0, gt=0)
+    """Length of the window in which failed logins are counted."""
+
+    password_hashing_concurrency: int = Field(default=2, ge=1)
+    """Password hashes (argon2, 64 MiB each) computed at once; more wait their turn, so a
+    burst of logins cannot take the server's memory."""
+
+    max_keys_per_developer: int = Field(default=100, ge=1)
+    """Keys (personal and of applications) one developer may hold; past it, 409."""
+
+    max_applications_per_developer: int = Field(default=50, ge=1)
+    """Applications one developer may own; past it, 409."""
+
+    usage_memory_buckets: int = Field(default=50_000, ge=1)
+    """Usage buckets (one per minute, key, model, version and status) held in memory while
+    the database cannot be written; past it they are spilled to a file in the data
+    directory and written when the database answers again."""
+
+    usage_spill_bytes: int = Field(default=256 * 1024**2, ge=0)
+    """Largest size of the usage spill files; usage that does not fit is dropped and
+    counted in ``openmaas_usage_dropped_requests_total``."""
+
     otel_endpoint: str | None = None
     """OpenTelemetry collector (OTLP over HTTP, e.g. http://collector:4318) to send a trace
     of every inference request to; unset: no tracing, at no cost. The exporter also reads
@@ -171,6 +205,16 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _long_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"OPENMAAS_ADMIN_KEY must be at least {MIN_ADMIN_KEY_CHARS} characters "
+                "(e.g. openssl rand -hex 32)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -198,3 +242,21 @@ class Settings(BaseSettings):
     def public_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and ``overrides``); a wrong value stops the process
+    with one line per problem, not a traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise SystemExit(f"OpenMaaS cannot start: {problems}") from None
+
+
+def _problem(error: Any) -> str:
+    field = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if message.startswith("OPENMAAS_"):
+        return message
+    return f"OPENMAAS_{field.upper()}: {message}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,7 +110,26 @@ def test_several_workers_pool_their_metrics(tmp_path: Path) -> None:
                 and 'model="pooled"' in line
             )
             assert counted == 40, scrape
+        # A worker killed outright is replaced; its live gauges' files go, its counts stay.
+        metrics_dir = tmp_path / "metrics"
+        workers = _children(process.pid)
+        assert len(workers) == 2, workers
+        victim = next(pid for pid in workers if (metrics_dir / f"gauge_livesum_{pid}.db").exists())
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (metrics_dir / f"gauge_livesum_{victim}.db").exists():
+            assert time.monotonic() < deadline, sorted(p.name for p in metrics_dir.iterdir())
+            time.sleep(0.5)
+        scrape = httpx.get(f"{url}/metrics", headers=headers, timeout=60).text
+        assert "openmaas_inference_requests_total" in scrape
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert "Each of the 2 workers counts rate limits on its own" in output
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from openmaas.app import create_app
-from openmaas.metering import UsageEvent, UsageRecorder
+from openmaas.metering import UsageEvent
 from openmaas.platform import Platform as Services
 from openmaas.testing import FakeOpenAI
 from tests.access.budgets import PROMPT, remote_model, unique
@@ -168,9 +168,10 @@ def _admin():
 
 def test_recorder_never_raises_and_aggregates(tmp_path_factory: pytest.TempPathFactory) -> None:
     async def run() -> None:
-        services = Services.build(make_settings(tmp_path_factory.mktemp("recorder")))
+        settings = make_settings(tmp_path_factory.mktemp("recorder"), usage_flush_seconds=3600)
+        services = Services.build(settings)
         await services.start()
-        recorder = UsageRecorder(services.db, flush_seconds=3600)
+        recorder = services.usage  # flushed by the test alone (every hour otherwise)
         try:
             now = datetime.now(UTC)
             for _ in range(1000):

@@ -21,7 +21,10 @@ def visitor(url: str) -> httpx.Client:
 
 
 def log_in(client: httpx.Client, username: str, password: str) -> httpx.Response:
-    return client.post("/portal/login", data={"username": username, "password": password})
+    """Through the login form, with the CSRF token the form's page carries."""
+    token = csrf_of(client.get("/portal/login"))
+    fields = {"username": username, "password": password, "csrf_token": token}
+    return client.post("/portal/login", data=fields)
 
 
 def submit(client: httpx.Client, page: str, target: str, **fields: Any) -> httpx.Response:

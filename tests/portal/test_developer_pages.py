@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -150,29 +151,32 @@ def test_usage_chart_counts_the_calls_made_with_the_key(
         assert unique_name in catalogue.text and "/v2/models/" in catalogue.text
 
 
-def test_signup_open_creates_and_logs_in(platform: Platform):
+def test_signup_open_creates_an_account_to_log_in_with(platform: Platform):
     name = f"new{secrets.token_hex(3)}"
     with visitor(platform.url) as client:
-        mismatch = client.post(
+        mismatch = submit(
+            client,
             "/portal/signup",
-            data={
-                "username": name,
-                "email": f"{name}@x.org",
-                "password": "longpassword",
-                "confirm": "other",
-            },
+            "/portal/signup",
+            username=name,
+            email=f"{name}@x.org",
+            password="longpassword",
+            confirm="other",
         )
         assert mismatch.status_code == 400 and "differ" in mismatch.text
-        created = client.post(
+        created = submit(
+            client,
             "/portal/signup",
-            data={
-                "username": name,
-                "email": f"{name}@x.org",
-                "password": "longpassword",
-                "confirm": "longpassword",
-            },
+            "/portal/signup",
+            username=name,
+            email=f"{name}@x.org",
+            password="longpassword",
+            confirm="longpassword",
         )
-        assert created.status_code == 303 and created.headers["location"] == "/portal"
+        # The same answer as for a taken name: the page must not tell who has an account.
+        assert created.status_code == 303 and created.headers["location"] == "/portal/login"
+        assert "log in to use it" in unquote(client.get("/portal/login").text)
+        assert log_in(client, name, "longpassword").status_code == 303
         assert f"Hello, {name}" in client.get("/portal").text
 
 
@@ -203,9 +207,10 @@ def test_signup_waiting_for_approval_or_closed(tmp_path: Path, mode: str):
                     "email": "s@x.org",
                     "password": PASSWORD,
                     "confirm": PASSWORD,
+                    "csrf_token": csrf_of(client.get("/portal/login")),
                 },
             )
-            assert refused.status_code == 403
+            assert refused.status_code == 403 and "Sign-up is closed" in refused.text
             return
         assert "wait for an administrator" in page.text
         created = client.post(
@@ -215,8 +220,9 @@ def test_signup_waiting_for_approval_or_closed(tmp_path: Path, mode: str):
                 "email": "w@x.org",
                 "password": PASSWORD,
                 "confirm": PASSWORD,
+                "csrf_token": csrf_of(page),
             },
         )
         assert created.status_code == 303 and created.headers["location"] == "/portal/login"
-        assert "approve" in client.get("/portal/login").text
+        assert "wait for an admin" in unquote(client.get("/portal/login").text)
         assert log_in(client, "waiter", PASSWORD).status_code == 403

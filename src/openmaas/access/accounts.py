@@ -7,14 +7,14 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
-
 from openmaas.access.audit import audit, commit_change
-from openmaas.access.passwords import hash_password, verify_password
+from openmaas.access.login_throttle import LoginThrottle
+from openmaas.access.passwords import PasswordHashing, hash_password
 from openmaas.access.service import check_user
 from openmaas.access.snapshot import SnapshotStore, UserEntry
 from openmaas.domain.accounts import Principal, Role, User
-from openmaas.domain.errors import Forbidden, NotFound, Unauthorized
+from openmaas.domain.errors import Conflict, Forbidden, NotFound, Unauthorized
+from openmaas.domain.usernames import normalise
 from openmaas.store import Database, users_repo
 from openmaas.store.tables import UserRow
 
@@ -36,21 +36,50 @@ def user_from_row(row: UserRow) -> User:
     )
 
 
+async def _taken(session: Any, username: str, email: str) -> str | None:
+    """Which of a new account's name (or a look-alike of it) and e-mail is taken."""
+    if await users_repo.get_user_by_skeleton(session=session, username=username) is not None:
+        return "username"
+    if await users_repo.get_user_by_email(session=session, email=email) is not None:
+        return "e-mail address"
+    return None
+
+
 def _entry(row: UserRow) -> UserEntry:
     return UserEntry(row.id, row.username, Role(row.role), row.disabled, row.approved, 0.0)
 
 
 class AccountService:
-    def __init__(self, db: Database, snapshots: SnapshotStore, *, signup: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        snapshots: SnapshotStore,
+        *,
+        signup: str,
+        hashing: PasswordHashing,
+        throttle: LoginThrottle,
+    ) -> None:
         self.db = db
         self.snapshots = snapshots
         self.signup_mode = signup
+        self.hashing = hashing
+        self.throttle = throttle
 
-    async def signup(self, *, username: str, email: str, password: str) -> User:
+    async def signup(self, *, username: str, email: str, password: str) -> User | None:
+        """The new account, or None when the name (or a look-alike) or the e-mail address
+        is taken. Both take the same steps, so that callers can answer alike."""
         if self.signup_mode == "closed":
             raise Forbidden("sign-up is closed; ask an admin for an account", code="signup_closed")
-        password_hash = await anyio.to_thread.run_sync(hash_password, password)
+        username, email = normalise(username), email.strip()
+        password_hash = await self.hashing.hash(password)
         async with self.db.session() as session:
+            taken = await _taken(session, username, email)
+            if taken:
+                # Audited, which also makes a refusal cost what a creation costs.
+                actor = Principal(username, Role.DEVELOPER)
+                audit(session, actor, "user.signup_refused", f"user:{username}", reason=taken)
+                await commit_change(session, self.snapshots)
+                return None
             row = await users_repo.create_user(
                 session=session,
                 username=username,
@@ -64,15 +93,26 @@ class AccountService:
             await commit_change(session, self.snapshots)
         return user_from_row(row)
 
-    async def login(self, *, login: str, password: str) -> User:
-        async with self.db.session() as session:
-            row = await users_repo.get_user_by_login(session=session, login=login)
-        stored = row.password_hash if row is not None else _DUMMY_HASH
-        valid = await anyio.to_thread.run_sync(verify_password, stored, password)
-        if row is None or not valid:
-            raise Unauthorized("wrong username or password", code="invalid_login")
+    async def login(self, *, login: str, password: str, address: str | None = None) -> User:
+        """The user, when the password is right; 429 after too many failures."""
+        async with self.throttle.attempt(login, address):
+            async with self.db.session() as session:
+                row = await users_repo.get_user_by_login(session=session, login=login)
+            stored = row.password_hash if row is not None else _DUMMY_HASH
+            valid = await self.hashing.verify(stored, password)
+            if row is None or not valid:
+                raise Unauthorized("wrong username or password", code="invalid_login")
         check_user(_entry(row))
         return user_from_row(row)
+
+    async def end_sessions(self, user_id: int) -> None:
+        """Log the user out: every session issued until now stops working, everywhere."""
+        async with self.db.session() as session:
+            row = await users_repo.get_user(session=session, user_id=user_id)
+            if row is None:
+                return
+            row.sessions_ended_at = datetime.now(UTC)
+            await commit_change(session, self.snapshots)
 
     async def change_password(self, *, user_id: int, current: str | None, new: str) -> None:
         async with self.db.session() as session:
@@ -80,11 +120,11 @@ class AccountService:
             if row is None:
                 raise NotFound("no such user", code="user_not_found")
             # A user who only ever signed in through single sign-on may set a first password.
-            if row.password_hash is not None and not await anyio.to_thread.run_sync(
-                verify_password, row.password_hash, current or ""
+            if row.password_hash is not None and not await self.hashing.verify(
+                row.password_hash, current or ""
             ):
                 raise Unauthorized("the current password is wrong", code="invalid_login")
-            row.password_hash = await anyio.to_thread.run_sync(hash_password, new)
+            row.password_hash = await self.hashing.hash(new)
             row.password_changed_at = datetime.now(UTC)
             actor = Principal(row.username, Role(row.role), user_id=row.id)
             audit(session, actor, "user.password", f"user:{row.id}")
@@ -105,10 +145,12 @@ class AccountService:
     async def create(
         self, actor: Principal, *, username: str, email: str, password: str | None, role: Role
     ) -> User:
-        password_hash = (
-            await anyio.to_thread.run_sync(hash_password, password) if password else None
-        )
+        username, email = normalise(username), email.strip()
+        password_hash = await self.hashing.hash(password) if password else None
         async with self.db.session() as session:
+            taken = await _taken(session, username, email)
+            if taken:
+                raise Conflict(f"the {taken} is taken", code="user_exists")
             row = await users_repo.create_user(
                 session=session,
                 username=username,
@@ -170,8 +212,8 @@ class AccountService:
 
     @staticmethod
     async def _free_username(session: Any, wanted: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_.-]", "", wanted)[:48] or "user"
+        base = re.sub(r"[^A-Za-z0-9_.-]", "", normalise(wanted))[:48] or "user"
         name = base
-        while await users_repo.get_user_by_username(session=session, username=name) is not None:
+        while await users_repo.get_user_by_skeleton(session=session, username=name) is not None:
             name = f"{base}-{secrets.token_hex(2)}"
         return name

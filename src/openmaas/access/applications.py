@@ -17,7 +17,7 @@ from openmaas.access.credentials import new_key
 from openmaas.access.snapshot import SnapshotStore
 from openmaas.domain.accounts import Principal
 from openmaas.domain.applications import ApiKey, Application, ApplicationStatus
-from openmaas.domain.errors import Forbidden, NotFound
+from openmaas.domain.errors import Conflict, Forbidden, NotFound
 from openmaas.store import Database, access_repo, users_repo
 from openmaas.store.tables import ApiKeyRow, ApplicationRow, PlanRow, UserRow
 
@@ -54,10 +54,31 @@ def _not_found(application_id: int) -> NotFound:
 
 
 class ApplicationService:
-    def __init__(self, db: Database, snapshots: SnapshotStore, *, default_plan: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        snapshots: SnapshotStore,
+        *,
+        default_plan: str,
+        max_applications: int,
+        max_keys: int,
+    ) -> None:
         self.db = db
         self.snapshots = snapshots
         self.default_plan = default_plan
+        # Per developer; admins are not capped. Every key and application is in each
+        # worker's memory (the access snapshot) and reloaded on each change.
+        self.max_applications = max_applications
+        self.max_keys = max_keys
+
+    async def _room_for_key(self, session: AsyncSession, actor: Principal, owner_id: int) -> None:
+        if actor.is_admin:
+            return
+        if await users_repo.count_active_keys(session=session, user_id=owner_id) >= self.max_keys:
+            raise Conflict(
+                f"a developer may hold {self.max_keys} keys; revoke one first",
+                code="too_many_keys",
+            )
 
     async def _owned(
         self, session: AsyncSession, actor: Principal, application_id: int
@@ -100,6 +121,14 @@ class ApplicationService:
             owner = await users_repo.get_user(session=session, user_id=owner_id or 0)
             if owner is None:
                 raise NotFound(f"no user {owner_id}", code="user_not_found")
+            if not actor.is_admin and (
+                await access_repo.count_applications(session=session, user_id=owner.id)
+                >= self.max_applications
+            ):
+                raise Conflict(
+                    f"a developer may own {self.max_applications} applications; delete one first",
+                    code="too_many_applications",
+                )
             needs_approval = plan_row.approval_required and not actor.is_admin
             status = ApplicationStatus.PENDING if needs_approval else ApplicationStatus.ACTIVE
             row = ApplicationRow(
@@ -170,6 +199,7 @@ class ApplicationService:
                 raise Forbidden("the admin key has no personal keys", code="no_owner")
             else:
                 owner_id = actor.user_id
+            await self._room_for_key(session, actor, owner_id)
             secret, prefix, key_hash = new_key()
             row = await users_repo.add_key(
                 session=session,

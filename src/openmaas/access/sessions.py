@@ -91,4 +91,8 @@ class SessionCodec:
 
 
 def csrf_matches(session: Session, token: str | None) -> bool:
-    return bool(token) and hmac.compare_digest(session.csrf_token, str(token))
+    if not token:
+        return False
+    # As bytes: compare_digest raises on str with characters beyond ASCII.
+    sent = str(token).encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(session.csrf_token.encode(), sent)

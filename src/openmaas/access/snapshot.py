@@ -107,7 +107,10 @@ class SnapshotStore:
                         role=Role(u.role),
                         disabled=u.disabled,
                         approved=u.approved,
-                        sessions_valid_after=_timestamp(u.password_changed_at) or 0.0,
+                        sessions_valid_after=max(
+                            _timestamp(u.password_changed_at) or 0.0,
+                            _timestamp(u.sessions_ended_at) or 0.0,
+                        ),
                     )
                     for u in rows.users
                 },

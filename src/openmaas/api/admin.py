@@ -8,7 +8,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from openmaas.api.auth import EMAIL, USERNAME
+from openmaas.api.auth import EMAIL, Username
 from openmaas.api.deps import AdminDep, IdPath, PlatformDep, require_admin
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.accounts import Role
@@ -23,7 +23,7 @@ router = APIRouter(
 
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(pattern=USERNAME)
+    username: Username
     email: str = Field(max_length=255, pattern=EMAIL)
     password: str | None = Field(None, min_length=8, max_length=256)
     role: Role = Role.DEVELOPER

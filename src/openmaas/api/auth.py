@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from openmaas.access.oidc import STATE_MAX_AGE
 from openmaas.access.sessions import SESSION_COOKIE
 from openmaas.api.deps import PlatformDep, PrincipalDep
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.accounts import User
-from openmaas.domain.errors import Unauthorized
+from openmaas.domain.errors import Forbidden, Unauthorized
+from openmaas.domain.usernames import normalise
 from openmaas.platform import Platform
 
 router = APIRouter(route_class=JsonBodyRoute, prefix="/auth", tags=["accounts"])
@@ -23,9 +24,21 @@ USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
+# NFKC first: the full-width form of "admin" becomes the "admin" it looks like.
+Username = Annotated[
+    str,
+    BeforeValidator(lambda v: normalise(v) if isinstance(v, str) else v),
+    Field(pattern=USERNAME),
+]
+SIGNUP_RECEIVED = (
+    "If the username and the e-mail address were free, the account exists now: log in to "
+    "use it. Otherwise choose others (a name that looks like a taken one is taken too)."
+)
+
+
 class Signup(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    username: str = Field(pattern=USERNAME)
+    username: Username
     email: str = Field(max_length=255, pattern=EMAIL)
     # Bounded above: argon2 of a megabyte-long "password" is a cheap way to burn CPU.
     password: str = Field(min_length=8, max_length=256)
@@ -57,25 +70,48 @@ def start_session(platform: Platform, response: Response, user: User) -> dict[st
     return {"user": user.to_dict(), "csrf_token": session.csrf_token}
 
 
-@router.post("/signup", status_code=201)
+@router.post("/signup", status_code=202)
 async def signup(body: Signup, platform: PlatformDep) -> dict[str, Any]:
-    user = await platform.accounts.signup(
-        username=body.username, email=body.email, password=body.password
-    )
-    return {"user": user.to_dict(), "pending_approval": not user.approved}
+    """The same answer whether the account was created or its name or e-mail address was
+    taken, so that sign-up does not tell who has an account; log in to find out."""
+    await platform.accounts.signup(username=body.username, email=body.email, password=body.password)
+    return {
+        "status": "received",
+        "pending_approval": platform.settings.signup == "approval",
+        "message": SIGNUP_RECEIVED,
+    }
 
 
 @router.post("/login")
-async def login(body: Login, platform: PlatformDep, response: Response) -> dict[str, Any]:
-    user = await platform.accounts.login(login=body.username, password=body.password)
+async def login(
+    body: Login, request: Request, platform: PlatformDep, response: Response
+) -> dict[str, Any]:
+    user = await platform.accounts.login(
+        login=body.username, password=body.password, address=client_address(request)
+    )
     return start_session(platform, response, user)
 
 
 @router.post("/logout", status_code=204)
-async def logout() -> Response:
+async def logout(request: Request, platform: PlatformDep) -> Response:
+    """Ends every session of the user on the server: a copy of the cookie stops working."""
+    await end_session(platform, request)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def end_session(platform: Platform, request: Request) -> None:
+    try:
+        found = platform.access.identify_session(request.cookies.get(SESSION_COOKIE))
+    except Forbidden:  # a disabled account: its sessions do not work anyway
+        return
+    if found is not None and found[0].user_id is not None:
+        await platform.accounts.end_sessions(found[0].user_id)
 
 
 @router.get("/session")

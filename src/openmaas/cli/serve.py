@@ -94,14 +94,14 @@ def serve(
 
     import uvicorn
 
-    from openmaas.settings import Settings
+    from openmaas.settings import load_settings
     from openmaas.store.database import DatabaseUnavailable
 
     overrides: dict[str, object] = {"demo": demo}
     for field, value in (("host", host), ("port", port), ("data_dir", data_dir)):
         if value is not None:
             overrides[field] = value
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = load_settings(**overrides)
     try:
         credentials = asyncio.run(_prepare(settings))
     except DatabaseUnavailable as exc:

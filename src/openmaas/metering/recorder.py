@@ -4,20 +4,26 @@
 bucket per (minute, user, application, key, model, version, endpoint, protocol, status).
 A background task writes the buckets every ``usage_flush_seconds`` in one transaction,
 and ``stop`` writes what is left on a graceful shutdown. A failed write keeps the buckets
-and retries them on the next flush; a crash (SIGKILL, power loss) loses at most the
-events since the last flush.
+and retries them on the next flush; past ``max_buckets`` they go to spill files
+(``spill.py``), written when the database answers again, and so does what a final flush
+could not write. A crash (SIGKILL, power loss) loses at most the events since the last
+flush.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
 from openmaas.background import Periodic
 from openmaas.domain.usage import UsageEvent
+from openmaas.metering.spill import UsageSpill
 from openmaas.store import Database, usage_repo
 
 __all__ = ["UsageEvent", "UsageRecorder"]
@@ -39,9 +45,20 @@ class _Bucket:
 
 
 class UsageRecorder:
-    def __init__(self, db: Database, *, flush_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_seconds: float,
+        spill: UsageSpill,
+        max_buckets: int,
+        on_drop: Callable[[int], None] = lambda _requests: None,
+    ) -> None:
         self.db = db
         self.flush_seconds = flush_seconds
+        self.spill = spill
+        self.max_buckets = max_buckets
+        self.on_drop = on_drop
         self._buckets: dict[_BucketKey, _Bucket] = {}
         self._flusher = Periodic(
             "openmaas-usage-flush",
@@ -51,7 +68,7 @@ class UsageRecorder:
             failure="could not flush usage; it stays in memory for the next try",
         )
         self._flush_lock = asyncio.Lock()
-        self.dropped = 0  # events that could not even be counted (malformed)
+        self.dropped = 0  # requests whose usage was lost (malformed, or spill files full)
 
     def record(self, event: UsageEvent) -> None:
         """Count one request; synchronous, O(1), no I/O, never raises."""
@@ -81,6 +98,7 @@ class UsageRecorder:
             bucket.latency_ms_max = max(bucket.latency_ms_max, latency)
         except Exception:
             self.dropped += 1
+            self.on_drop(1)
             logger.warning("could not record a usage event: %r", event, exc_info=True)
 
     @property
@@ -91,18 +109,54 @@ class UsageRecorder:
     async def flush(self) -> None:
         async with self._flush_lock:
             buckets, self._buckets = self._buckets, {}
-            if not buckets:
-                return
-            rows = [_row(key, bucket) for key, bucket in buckets.items()]
+            if buckets:
+                rows = [_row(key, bucket) for key, bucket in buckets.items()]
+                try:
+                    await self._write(rows)
+                except Exception:
+                    for key, bucket in buckets.items():
+                        self._merge(key, bucket)
+                    logger.debug("could not write %d usage rows; will retry", len(rows))
+                    if len(self._buckets) > self.max_buckets:
+                        await self._spill()
+                    raise
+            if await anyio.to_thread.run_sync(self.spill.pending):
+                await self._replay()
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        async with self.db.session() as session:
+            await usage_repo.insert_usage(session=session, rows=rows)
+            await session.commit()
+
+    async def _spill(self) -> None:
+        """Move every bucket from memory to a spill file (as much as its budget takes)."""
+        buckets, self._buckets = self._buckets, {}
+        rows = [_row(key, bucket) for key, bucket in buckets.items()]
+        try:
+            dropped = await anyio.to_thread.run_sync(self.spill.write, rows)
+        except OSError as exc:
+            dropped = sum(int(row["requests"]) for row in rows)
+            logger.error("could not spill usage to %s: %s", self.spill.directory, exc)
+        if dropped:
+            self.dropped += dropped
+            self.on_drop(dropped)
+            logger.error(
+                "usage of %d requests dropped: the database is down and the spill files "
+                "are full (usage_spill_bytes)",
+                dropped,
+            )
+
+    async def _replay(self) -> None:
+        """Write the spilled usage, a file per transaction; a failed one goes back."""
+        for path, rows in await anyio.to_thread.run_sync(self.spill.claim):
             try:
-                async with self.db.session() as session:
-                    await usage_repo.insert_usage(session=session, rows=rows)
-                    await session.commit()
+                if rows:
+                    await self._write(rows)
             except Exception:
-                for key, bucket in buckets.items():
-                    self._merge(key, bucket)
-                logger.debug("could not write %d usage rows; will retry", len(rows))
+                await anyio.to_thread.run_sync(self.spill.give_back, path)
                 raise
+            await anyio.to_thread.run_sync(self.spill.done, path)
+            logger.info("wrote %d spilled usage rows", len(rows))
 
     def _merge(self, key: _BucketKey, old: _Bucket) -> None:
         bucket = self._buckets.setdefault(key, _Bucket())
@@ -128,7 +182,14 @@ class UsageRecorder:
                 return
             except Exception:
                 if attempt == 2:
-                    logger.error("usage of %d requests could not be written", self.pending)
+                    # Kept for the next start, which writes it once the database answers.
+                    pending = self.pending
+                    await self._spill()
+                    logger.error(
+                        "usage of %d requests could not be written; kept in %s",
+                        pending,
+                        self.spill.directory,
+                    )
                 await asyncio.sleep(0.2)
 
 

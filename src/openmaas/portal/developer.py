@@ -6,6 +6,7 @@ which already confine a developer to their own applications, keys and usage.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,9 +14,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from openmaas.access.sessions import SESSION_COOKIE
-from openmaas.api.auth import _safe_next, start_session
+from openmaas.api.auth import (
+    SIGNUP_RECEIVED,
+    USERNAME,
+    _safe_next,
+    client_address,
+    end_session,
+    start_session,
+)
 from openmaas.domain.errors import BadRequest, OpenMaaSError
 from openmaas.domain.plans import LIMIT_FIELDS, PRICE_FIELDS
+from openmaas.domain.usernames import normalise
 from openmaas.portal import catalogue
 from openmaas.portal.charts import bar_chart, days
 from openmaas.portal.web import (
@@ -67,28 +76,40 @@ async def login(request: Request) -> Response:
     target = _safe_next(fields.get("next") or "/portal")
     try:
         user = await platform.accounts.login(
-            login=fields.get("username", "")[:255], password=fields.get("password", "")[:256]
+            login=fields.get("username", "")[:255],
+            password=fields.get("password", "")[:256],
+            address=client_address(request),
         )
     except OpenMaaSError as exc:
         # One message whatever went wrong: the page must not tell who has an account.
-        return render(
+        page = render(
             request,
             "login.html",
             None,
             status_code=exc.status_code,
             next=target,
-            error="Wrong username or password, or the account is not active yet.",
+            error=_LOGIN_ERRORS.get(exc.code, _LOGIN_FAILED),
             username=fields.get("username", ""),
         )
+        page.headers.update(exc.headers)  # Retry-After of a 429
+        return page
     response = RedirectResponse(target, status_code=303)
     start_session(platform, response, user)
     return response
+
+
+_LOGIN_FAILED = "Wrong username or password, or the account is not active yet."
+_LOGIN_ERRORS = {
+    "too_many_logins": "Too many failed logins: wait a while before you try again.",
+    "database_unavailable": "The service is unavailable: try again in a moment.",
+}
 
 
 @router.post("/portal/logout")
 async def logout(request: Request) -> Response:
     who = logged_in(request)
     await form(request, who)
+    await end_session(platform_of(request), request)
     response = done("/portal/login", "You are logged out.")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -104,13 +125,13 @@ async def signup_page(request: Request) -> Response:
 async def signup(request: Request) -> Response:
     fields = await anonymous_form(request)
     platform = platform_of(request)
-    username, email = fields.get("username", "").strip(), fields.get("email", "").strip()
+    username, email = normalise(fields.get("username", "")), fields.get("email", "").strip()
     password = fields.get("password", "")
     problem = _signup_problem(username, email, password, fields.get("confirm", ""))
     try:
         if problem:
             raise BadRequest(problem, code="invalid_signup")
-        user = await platform.accounts.signup(username=username, email=email, password=password)
+        await platform.accounts.signup(username=username, email=email, password=password)
     except OpenMaaSError as exc:
         return render(
             request,
@@ -122,18 +143,15 @@ async def signup(request: Request) -> Response:
             username=username,
             email=email,
         )
-    if not user.approved:
-        return done("/portal/login", "Account created: an admin will approve it soon.")
-    response = done("/portal", f"Welcome, {user.username}!")
-    start_session(platform, response, user)
-    return response
+    # The same answer whether the account was made or not: the page must not tell who
+    # has an account (api/auth.py).
+    if platform.settings.signup == "approval":
+        return done("/portal/login", f"{SIGNUP_RECEIVED} New accounts wait for an admin.")
+    return done("/portal/login", SIGNUP_RECEIVED)
 
 
 def _signup_problem(username: str, email: str, password: str, confirm: str) -> str | None:
-    if (
-        not 3 <= len(username) <= 64
-        or not username.replace("_", "").replace(".", "").replace("-", "").isalnum()
-    ):
+    if not re.fullmatch(USERNAME, username):
         return "Choose a username of 3-64 letters, digits, '.', '_' or '-'."
     if "@" not in email or len(email) > 255:
         return "Give a valid e-mail address."

@@ -7,6 +7,9 @@ POST without the right one is refused before anything else is looked at.
 
 from __future__ import annotations
 
+import hmac
+import re
+import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters["urldecode"] = unquote
 _FLASH_COOKIE = "openmaas_flash"
+_FORM_COOKIE = "openmaas_form"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +86,26 @@ async def form(request: Request, who: Visitor) -> dict[str, str]:
 
 
 async def anonymous_form(request: Request) -> dict[str, str]:
+    """A form posted before logging in (log in, sign up): its token must match the one
+    its page set in a cookie, so another site cannot log a visitor in to its account."""
     data = await request.form()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    fields = {k: v for k, v in data.items() if isinstance(v, str)}
+    expected = request.cookies.get(_FORM_COOKIE)
+    posted = fields.get(CSRF_FIELD)
+    # Compared as bytes: compare_digest refuses str with characters beyond ASCII.
+    if not expected or not posted or not hmac.compare_digest(_raw(expected), _raw(posted)):
+        raise Forbidden("this form is stale or forged (CSRF token)", code="csrf_failed")
+    return fields
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _form_token(request: Request) -> str:
+    """The pre-login CSRF token of this browser (double-submit: cookie and form field)."""
+    token = request.cookies.get(_FORM_COOKIE, "")
+    return token if _TOKEN.fullmatch(token) else secrets.token_urlsafe(24)
 
 
 def render(
@@ -93,12 +116,13 @@ def render(
     **context: Any,
 ) -> HTMLResponse:
     flash = request.cookies.get(_FLASH_COOKIE)
+    token = who.session.csrf_token if who else _form_token(request)
     response = templates.TemplateResponse(
         request,
         template,
         {
             "who": who,
-            "csrf_token": who.session.csrf_token if who else "",
+            "csrf_token": token,
             "flash": flash,
             "oidc": platform_of(request).oidc.enabled,
             **context,
@@ -107,6 +131,15 @@ def render(
     )
     if flash:
         response.delete_cookie(_FLASH_COOKIE, path="/")
+    if who is None:
+        response.set_cookie(
+            _FORM_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=platform_of(request).settings.secure_cookies,
+            path="/portal",
+        )
     return response
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections import Counter as Tally
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import Counter
+
+from openmaas.serving.metrics import ServingMetrics, remove_series
 
 
 class RouteMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, serving: ServingMetrics) -> None:
+        self.serving = serving
+        registry = serving.registry
         self.requests = Counter(
             "openmaas_route_requests",
             "Attempts made through a ModelRoute, by route, destination and outcome.",
@@ -29,6 +33,14 @@ class RouteMetrics:
             )
         child.inc()
         self._tally[key] += 1
+
+    def forget(self, route: str) -> None:
+        """Remove a deleted route's series and totals."""
+        remove_series(self.requests, ("route", "destination", "outcome"), route=route)
+        self.serving.forget_model(route)
+        for key in [key for key in self._children if key[0] == route]:
+            del self._children[key]
+            self._tally.pop(key, None)
 
     def counts(self, route: str, destinations: list[str]) -> list[dict[str, object]]:
         """Attempts and failures per destination, as seen by this worker since it started."""

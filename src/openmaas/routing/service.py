@@ -168,6 +168,7 @@ class RoutingService:
             audit(session, actor, "route.delete", _label(namespace, name))
             await session.commit()
         self.table.remove(namespace, name)
+        self.metrics.forget(_label(namespace, name))
 
     def find(self, name: str, namespace: str = DEFAULT_NAMESPACE) -> CompiledRoute:
         route = self.table.get(name, namespace)
@@ -221,6 +222,7 @@ class RoutingService:
                 self._install(row)
         for namespace, name in known - seen:
             self.table.remove(namespace, name)
+            self.metrics.forget(_label(namespace, name))
         now = datetime.now(UTC)
         for row in rows:
             await self._analyse(row, now)

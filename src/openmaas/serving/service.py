@@ -224,6 +224,16 @@ class ServingService:
             await asyncio.wait_for(endpoint.idle.wait(), endpoint.deployment.config.timeout_s)
         if not self.table.shares_cache_key(endpoint):
             await self.cache.drop(endpoint.cache_key)
+        self._forget_series(endpoint)
+
+    def _forget_series(self, endpoint: Endpoint) -> None:
+        """Its metrics' series, once no endpoint of the same model version is left."""
+        model, version = endpoint.deployment.model_name, endpoint.deployment.version
+        if self.table.by_model.get(model, {}).get(version):
+            return
+        self.metrics.forget_version(endpoint.labels)
+        if model not in self.table.by_model:
+            self.metrics.forget_model(model)
 
     # --- listing ----------------------------------------------------------------------
 

@@ -108,3 +108,8 @@ async def list_applications(
     if user_id is not None:
         query = query.where(ApplicationRow.user_id == user_id)
     return [(a, p, u) for a, p, u in (await session.execute(query)).all()]
+
+
+async def count_applications(*, session: AsyncSession, user_id: int) -> int:
+    query = select(func.count(ApplicationRow.id)).where(ApplicationRow.user_id == user_id)
+    return int(await session.scalar(query) or 0)

@@ -138,6 +138,10 @@ class UserRow(Base):
     oidc_subject: Mapped[str | None] = mapped_column(String(512), nullable=True, unique=True)
     # Sessions issued before this instant are void (a password change logs out elsewhere).
     password_changed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # What the name looks like (domain/usernames.py): a look-alike of a taken name is refused.
+    username_skeleton: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    # Sessions issued before this instant are void too (logging out ends them everywhere).
+    sessions_ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ApiKeyRow(Base):

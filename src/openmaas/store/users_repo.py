@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmaas.domain.errors import Conflict
+from openmaas.domain.usernames import comparable, normalise, skeleton
 from openmaas.store.inserts import insert_unique
 from openmaas.store.tables import ApiKeyRow, UserRow
 
@@ -23,10 +24,20 @@ async def get_user_by_username(*, session: AsyncSession, username: str) -> UserR
 
 
 async def get_user_by_login(*, session: AsyncSession, login: str) -> UserRow | None:
-    """The user whose username or e-mail address is ``login``."""
+    """The user whose username or e-mail address is ``login`` (case-insensitively)."""
+    wanted = comparable(login)
     query = select(UserRow).where(
-        or_(UserRow.username == login, func.lower(UserRow.email) == login.lower())
+        or_(func.lower(UserRow.username) == wanted, func.lower(UserRow.email) == wanted)
     )
+    # An exact spelling first: names from before normalisation may differ only in case.
+    return (
+        await session.scalars(query.order_by(UserRow.username != normalise(login)).limit(1))
+    ).first()
+
+
+async def get_user_by_skeleton(*, session: AsyncSession, username: str) -> UserRow | None:
+    """A user whose name looks like ``username`` (domain/usernames.py)."""
+    query = select(UserRow).where(UserRow.username_skeleton == skeleton(username))
     return (await session.scalars(query.limit(1))).first()
 
 
@@ -59,6 +70,7 @@ async def create_user(
 ) -> UserRow:
     row = UserRow(
         username=username,
+        username_skeleton=skeleton(username),
         email=email,
         password_hash=password_hash,
         role=role,
@@ -139,3 +151,11 @@ async def touch_keys(*, session: AsyncSession, last_used: Mapping[int, datetime]
 def apply(row: Any, changes: Mapping[str, Any]) -> None:
     for name, value in changes.items():
         setattr(row, name, value)
+
+
+async def count_active_keys(*, session: AsyncSession, user_id: int) -> int:
+    """Keys of the user (personal and of applications) that are not revoked."""
+    query = select(func.count(ApiKeyRow.id)).where(
+        ApiKeyRow.user_id == user_id, ApiKeyRow.revoked_at.is_(None)
+    )
+    return int(await session.scalar(query) or 0)
