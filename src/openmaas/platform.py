@@ -27,6 +27,7 @@ from openmaas.metering.spill import UsageSpill
 from openmaas.registry import RegistryService
 from openmaas.routing import RouteMetrics, RoutingService
 from openmaas.serving import ServingService
+from openmaas.serving.input_limits import InputLimits
 from openmaas.serving.metrics import WorkerMetricFiles
 from openmaas.settings import Settings
 from openmaas.store import Database
@@ -86,6 +87,11 @@ class Platform:
             registry,
             cache_bytes=settings.model_cache_bytes,
             sync_interval_s=settings.sync_interval_s,
+            input_limits=InputLimits(
+                max_prompt_characters=settings.max_prompt_characters,
+                max_prompt_tokens=settings.max_prompt_tokens,
+                max_tensor_rows=settings.max_tensor_rows,
+            ),
         )
         routing = RoutingService(
             db,

@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     max_request_bytes: int = 8 * 1024 * 1024
     """Largest body any other request may carry; larger bodies get 413."""
 
+    max_prompt_characters: int | None = Field(default=None, ge=1)
+    """Longest prompt (all the texts of a request together) a language model reads, in
+    characters; longer ones get 413 before any tokenizer runs. Unset: 16 times the
+    prompt token limit (below), else 16 times the model's context length. A deployment
+    may set its own (``max_prompt_characters``)."""
+
+    max_prompt_tokens: int | None = Field(default=None, ge=1)
+    """Most prompt tokens a language model reads; more get 400 (``context_length_exceeded``)
+    before the model runs. Unset: the model's context length. A deployment may set its own."""
+
+    max_tensor_rows: int = Field(default=100_000, ge=1)
+    """Most rows one tensor request (``/predict``, V2, KServe V1) may carry; more get 413
+    before the model runs. A deployment may set its own (``max_rows``)."""
+
     admin_key: SecretStr | None = None
     """When set, a bearer credential with full admin rights (automation and tests)."""
 

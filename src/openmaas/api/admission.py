@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from fastapi import Request, Response
 
 from openmaas import tracing
 from openmaas.access import Demand
 from openmaas.access.gate import Admission, Reservation
+from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.domain.usage import UsageEvent
 from openmaas.platform import Platform
@@ -261,8 +263,17 @@ async def reserve_tokens(
     """
     assert call.admission is not None
     if call.reservation is None:
+        config = call.endpoint.deployment.config if call.endpoint else DeploymentConfig()
+        counted = await platform.serving.input_limits.check_prompt(config, runtime, body)
         terms = call.admission.terms
-        prompt = runtime.prompt_tokens_at_most(body) if terms and terms.token_limits else 0
+        prompt = 0
+        if terms and terms.token_limits:
+            # Tokenizing runs in a worker thread: a long prompt must not stall the loop.
+            prompt = (
+                counted
+                if counted is not None
+                else await anyio.to_thread.run_sync(runtime.prompt_tokens_at_most, body)
+            )
         if embedding:
             demand = Demand(input_tokens=prompt)
         else:

@@ -32,6 +32,15 @@ class DeployRequest(BaseModel):
     warm: bool = Field(True, description="Load now rather than on first request")
     wait: bool = Field(True, description="Answer once loaded (else 202 while deploying)")
     options: dict[str, Any] = Field(default_factory=dict)
+    max_prompt_characters: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Longest prompt in characters (language models)"
+    )
+    max_prompt_tokens: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Most prompt tokens (language models)"
+    )
+    max_rows: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="Most rows in one tensor request"
+    )
 
 
 class UndeployRequest(BaseModel):
@@ -50,6 +59,9 @@ async def deploy(body: DeployRequest, platform: PlatformDep) -> dict[str, Any]:
         timeout_s=body.timeout_s,
         warm=body.warm,
         options=body.options,
+        max_prompt_characters=body.max_prompt_characters,
+        max_prompt_tokens=body.max_prompt_tokens,
+        max_rows=body.max_rows,
     )
     deployment = await platform.serving.deploy(
         model_name=body.model_name,

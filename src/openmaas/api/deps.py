@@ -29,7 +29,19 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def current_principal(request: Request, platform: PlatformDep) -> Principal:
-    """The caller of a management route: a key in the headers, else a session cookie."""
+    """The caller of a management route: a key in the headers, else a session cookie.
+
+    Found once per request: routes with a body look before reading it (``auth_first``).
+    """
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    principal = await _identify(request, platform)
+    request.state.principal = principal
+    return principal
+
+
+async def _identify(request: Request, platform: Platform) -> Principal:
     key = credential_from_headers(request.headers)
     if key is not None:
         return await platform.access.authenticate(key)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from openmaas.access import credential_from_headers
 from openmaas.api import kserve_v1, openai_api, predict, v2
 from openmaas.api.errors import error_response, openmaas_error
 from openmaas.domain.errors import OpenMaaSError
@@ -103,6 +104,10 @@ class InferenceHotPath:
         assert handler is not None, "only inference requests are sent here"
         request = Request(scope, receive)
         try:
+            # The key is checked before the body is read or parsed and before the model
+            # is looked up: a stranger sends no body to the server, and an unknown model
+            # and a deployed one both answer 401.
+            self.platform.access.identify_key(credential_from_headers(request.headers))
             response = await handler(self.platform, request)
         except OpenMaaSError as exc:
             response = await openmaas_error(request, exc)

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 from fastapi import params
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from openmaas.api.auth_first import AuthFirstRoute
 from openmaas.domain.errors import UnsupportedMediaType
 
 _FORM = "application/x-www-form-urlencoded"
@@ -36,9 +36,11 @@ def _as_json(request: Request, body: bytes | None) -> Request:
     return fixed
 
 
-class JsonBodyRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+class JsonBodyRoute(AuthFirstRoute):
+    """Also checks the caller before the body is read (``AuthFirstRoute``)."""
+
+    def body_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().body_handler()
         takes_form = any(isinstance(p.field_info, params.Form) for p in self.dependant.body_params)
         if self.body_field is None or takes_form:
             return handler

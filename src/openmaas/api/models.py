@@ -169,10 +169,14 @@ async def delete_version(name: str, version: str, platform: PlatformDep) -> Resp
 
 @router.put("/{name}/aliases/{alias}")
 async def set_alias(name: str, alias: str, body: AliasSet, platform: PlatformDep) -> dict[str, Any]:
-    return (await platform.registry.set_alias(name, alias, body.version)).to_dict()
+    version = await platform.registry.set_alias(name, alias, body.version)
+    # This process serves ``name@alias`` from its table: it must not wait for the next sync.
+    await platform.serving.refresh()
+    return version.to_dict()
 
 
 @router.delete("/{name}/aliases/{alias}", status_code=204)
 async def delete_alias(name: str, alias: str, platform: PlatformDep) -> Response:
     await platform.registry.delete_alias(name, alias)
+    await platform.serving.refresh()
     return Response(status_code=204)

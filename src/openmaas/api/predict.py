@@ -88,6 +88,7 @@ async def _predict(platform: Any, endpoint: Endpoint, payload: Any, protocol: st
     if "input" not in payload:
         raise BadRequest("the body needs an 'input'", code="missing_input")
     inputs, single = tensors_from_payload(endpoint, payload["input"])
+    platform.serving.input_limits.check_rows(endpoint.deployment.config, inputs)
     outputs = await platform.serving.dataplane.infer(endpoint, inputs, protocol=protocol)
     return json_response(_answer(endpoint, outputs, single))
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from openmaas import __version__
+from openmaas.access import credential_from_headers
 from openmaas.api.admission import Call, dispatch, reserve_tokens
 from openmaas.api.deps import PlatformDep, require_admin
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
@@ -63,7 +64,13 @@ async def server_ready(platform: PlatformDep) -> JSONResponse:
     )
 
 
+def _known_caller(platform: Platform, request: Request) -> None:
+    """401 before any lookup: an unknown and a deployed model look the same to a stranger."""
+    platform.access.identify_key(credential_from_headers(request.headers))
+
+
 async def _metadata(platform: Platform, request: Request, name: str, version: str | None) -> Any:
+    _known_caller(platform, request)
     endpoint = _endpoint(platform, name, version)
     await platform.gate.admit(request.headers, endpoint.deployment.model_name)
     versions = platform.serving.table.by_model.get(endpoint.deployment.model_name, {})
@@ -88,6 +95,7 @@ async def version_metadata(name: str, version: str, request: Request, platform: 
 
 
 async def _ready(platform: Platform, request: Request, name: str, version: str | None) -> Any:
+    _known_caller(platform, request)
     endpoint = _endpoint(platform, name, version)
     await platform.gate.admit(request.headers, endpoint.deployment.model_name)
     state, reason = platform.serving.model_state(endpoint)
@@ -151,6 +159,7 @@ async def run_tensors(
                 f"unknown output {output!r}; the model has {sorted(known_outputs)}",
                 code="unknown_output",
             )
+    platform.serving.input_limits.check_rows(endpoint.deployment.config, inputs)
     inputs = conform(endpoint.version.signature, inputs)
     if speaks_text(endpoint):
 

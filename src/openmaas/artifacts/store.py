@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 
@@ -90,8 +90,8 @@ class ArtifactStore:
                             f"artifact larger than the limit of {self.max_bytes} bytes",
                             code="artifact_too_large",
                         )
-                    digest.update(chunk)
-                    await anyio.to_thread.run_sync(handle.write, chunk)
+                    # Hashing a chunk costs as much as writing it: both off the event loop.
+                    await anyio.to_thread.run_sync(_hash_and_write, digest, handle, chunk)
             finally:
                 await anyio.to_thread.run_sync(handle.close)
             if size == 0:
@@ -180,3 +180,8 @@ def open_artifact_store(
     root = Path(url.removeprefix("file://")).expanduser() if url else data_dir / "artifacts"
     root = root.resolve()
     return ArtifactStore(LocalObjects(root), staging=root / ".incoming", max_bytes=max_bytes)
+
+
+def _hash_and_write(digest: Any, handle: BinaryIO, chunk: bytes) -> None:
+    digest.update(chunk)
+    handle.write(chunk)

@@ -43,6 +43,12 @@ class DeploymentConfig:
     """Load on deploy (warm) rather than on first use."""
     options: dict[str, Any] = field(default_factory=dict)
     """Runtime options, merged over the version's own."""
+    max_prompt_characters: int | None = None
+    """Longest prompt (all its texts together) in characters; None: the platform's."""
+    max_prompt_tokens: int | None = None
+    """Most prompt tokens; None: the platform's, else the model's context length."""
+    max_rows: int | None = None
+    """Most rows one tensor request may carry; None: the platform's."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_size <= 4096:
@@ -53,6 +59,10 @@ class DeploymentConfig:
             raise BadRequest("max_concurrency is between 1 and 10000", code="invalid_config")
         if not 0 < self.timeout_s <= 3600:
             raise BadRequest("timeout_s is between 0 and 3600", code="invalid_config")
+        for name in ("max_prompt_characters", "max_prompt_tokens", "max_rows"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 2**31 - 1:
+                raise BadRequest(f"{name} is between 1 and 2147483647", code="invalid_config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -93,6 +93,11 @@ class LanguageRuntime(Runtime):
     default_max_tokens: int = 4096
     """Output tokens a request without ``max_tokens`` may generate (per choice)."""
 
+    @property
+    def context_length(self) -> int | None:
+        """Most tokens the model reads at once; None when the runtime cannot tell."""
+        return None
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` costs with this model's tokenizer (or a documented estimate)."""

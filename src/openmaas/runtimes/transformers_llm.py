@@ -131,6 +131,10 @@ class TransformersRuntime(ChatRuntime):
         return sum(len(ids) for ids in self._completion_prompts(request))
 
     @property
+    def context_length(self) -> int | None:
+        return self._context_length if self._model is not None else None
+
+    @property
     def _context_length(self) -> int:
         given: Any = self._settings.get("context_length")
         return int(given or getattr(self._model.config, "max_position_embeddings", 2048))
@@ -359,7 +363,15 @@ class TransformersRuntime(ChatRuntime):
             "logprobs": logprobs,
         }
 
-    async def _stream(self, plan: _Plan, *, chat: bool) -> AsyncIterator[dict[str, Any]]:
+    async def _planned(self, request: Mapping[str, Any], *, chat: bool) -> _Plan:
+        """``_plan`` in a worker thread: chat templates and tokenizing a long prompt take
+        long enough to stall every other request if run on the event loop."""
+        return await anyio.to_thread.run_sync(lambda: self._plan(request, chat=chat))
+
+    async def _stream(
+        self, request: Mapping[str, Any], *, chat: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        plan = await self._planned(request, chat=chat)
         factory = wire.ChunkFactory(model=self._model_name(plan.request), chat=chat)
         spent = {"prompt_tokens": 0, "completion_tokens": 0}
         started: set[int] = set()
@@ -382,16 +394,17 @@ class TransformersRuntime(ChatRuntime):
         yield factory.usage(wire.usage(spent["prompt_tokens"], spent["completion_tokens"]))
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
-        return wire.chat_completion(**await self._collect(self._plan(request, chat=True)))
+        return wire.chat_completion(**await self._collect(await self._planned(request, chat=True)))
 
     def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self._stream(self._plan(request, chat=True), chat=True)
+        return self._stream(request, chat=True)
 
     async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
-        return wire.text_completion(**await self._collect(self._plan(request, chat=False)))
+        plan = await self._planned(request, chat=False)
+        return wire.text_completion(**await self._collect(plan))
 
     def complete_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self._stream(self._plan(request, chat=False), chat=False)
+        return self._stream(request, chat=False)
 
 
 # Request fields this runtime acts on, besides those that change nothing

@@ -24,6 +24,7 @@ from openmaas.serving.batcher import Batcher
 from openmaas.serving.cache import ModelCache
 from openmaas.serving.dataplane import DataPlane
 from openmaas.serving.endpoints import Endpoint, EndpointTable
+from openmaas.serving.input_limits import InputLimits
 from openmaas.serving.metrics import ServingMetrics
 from openmaas.store import Database, deployments_repo
 from openmaas.store.tables import DeploymentRow, ModelVersionRow
@@ -43,6 +44,7 @@ class ServingService:
         *,
         cache_bytes: int,
         sync_interval_s: float = 1.0,
+        input_limits: InputLimits | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
@@ -51,7 +53,8 @@ class ServingService:
         self.table = EndpointTable()
         self.dataplane = DataPlane(self.table, self.cache, self.metrics)
         self.sync_interval_s = sync_interval_s
-        self._fingerprint: tuple[Any, ...] | None = None
+        self.input_limits = input_limits or InputLimits()
+        self._version: int | None = None
         self._syncer = Periodic(
             "openmaas-deployments-sync",
             sync_interval_s,
@@ -314,14 +317,22 @@ class ServingService:
 
     # --- keeping every worker in step -----------------------------------------------
 
+    async def refresh(self) -> None:
+        """Pick up a change this process just stored (an alias moved) now, not at the next
+        tick; a failure is left to the next tick."""
+        try:
+            await self.sync()
+        except OpenMaaSError as exc:
+            logger.warning("refreshing deployments failed; retrying: %s", exc.message)
+
     async def sync(self) -> None:
         """Bring the table in line with the database when anything changed there."""
         # Under the lock: a deploy in this process must not land between the read and
         # the comparison, or its fresh endpoint would look stale and be retired.
         async with self._lock:
             async with self.db.session() as session:
-                fingerprint = await deployments_repo.fingerprint(session=session)
-                if fingerprint == self._fingerprint:
+                revision = await deployments_repo.read_version(session=session)
+                if revision == self._version:
                     return
                 live = await deployments_repo.live_deployments(session=session)
                 names = {row.model_name for row, _ in live}
@@ -343,7 +354,7 @@ class ServingService:
                 self.table.add(endpoint)
                 if endpoint.deployment.config.warm:
                     self._spawn(self._warm(endpoint))
-            self._fingerprint = fingerprint
+            self._version = revision
 
 
 def _selector(version: str | int) -> int | str:

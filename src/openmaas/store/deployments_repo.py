@@ -8,9 +8,28 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openmaas.store.tables import DeploymentRow, ModelAliasRow, ModelRow, ModelVersionRow
+from openmaas.store.tables import (
+    DeploymentRow,
+    ModelAliasRow,
+    ModelRow,
+    ModelVersionRow,
+    ServingVersionRow,
+)
 
 LIVE = ("deploying", "active", "failed")
+
+
+async def bump_version(*, session: AsyncSession) -> None:
+    """Tell every worker that deployments or aliases changed (in the caller's transaction)."""
+    await session.execute(
+        update(ServingVersionRow)
+        .where(ServingVersionRow.id == 1)
+        .values(version=ServingVersionRow.version + 1)
+    )
+
+
+async def read_version(*, session: AsyncSession) -> int:
+    return int(await session.scalar(select(ServingVersionRow.version).limit(1)) or 0)
 
 
 async def live_endpoint_exists(*, session: AsyncSession, endpoint_name: str) -> bool:
@@ -39,6 +58,7 @@ async def add_deployment(
     )
     session.add(row)
     await session.flush()
+    await bump_version(session=session)
     return row
 
 
@@ -51,6 +71,7 @@ async def set_status(
     await session.execute(
         update(DeploymentRow).where(DeploymentRow.id == deployment_id).values(**values)
     )
+    await bump_version(session=session)
 
 
 async def live_deployments(*, session: AsyncSession) -> list[tuple[DeploymentRow, ModelVersionRow]]:
@@ -72,17 +93,6 @@ async def recent_undeployed(*, session: AsyncSession, limit: int = 100) -> list[
         .limit(limit)
     )
     return list((await session.scalars(query)).all())
-
-
-async def fingerprint(*, session: AsyncSession) -> tuple[Any, ...]:
-    """Changes whenever a deployment is added, undeployed, or an alias moves."""
-    deployments = (
-        await session.execute(
-            select(func.count(), func.max(DeploymentRow.id), func.max(DeploymentRow.undeployed_at))
-        )
-    ).one()
-    aliases = (await session.execute(select(func.count(), func.sum(ModelAliasRow.version)))).one()
-    return (*deployments, *aliases)
 
 
 async def aliases_of_models(

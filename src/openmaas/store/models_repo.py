@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openmaas.domain.errors import Conflict, NotFound
 from openmaas.domain.models import Model, ModelVersion, Signature
+from openmaas.store import deployments_repo
 from openmaas.store.inserts import insert_unique
 from openmaas.store.tables import DeploymentRow, ModelAliasRow, ModelRow, ModelVersionRow
 
@@ -212,6 +213,7 @@ async def delete_version(*, session: AsyncSession, model: ModelRow, row: ModelVe
     await session.execute(delete(DeploymentRow).where(DeploymentRow.model_version_id == row.id))
     await session.delete(row)
     await session.flush()
+    await deployments_repo.bump_version(session=session)
 
 
 async def delete_model(*, session: AsyncSession, model: ModelRow) -> None:
@@ -223,6 +225,7 @@ async def delete_model(*, session: AsyncSession, model: ModelRow) -> None:
     await session.execute(delete(ModelAliasRow).where(ModelAliasRow.model_id == model.id))
     await session.delete(model)
     await session.flush()
+    await deployments_repo.bump_version(session=session)
 
 
 async def set_alias(*, session: AsyncSession, model: ModelRow, alias: str, version: int) -> None:
@@ -232,6 +235,7 @@ async def set_alias(*, session: AsyncSession, model: ModelRow, alias: str, versi
     else:
         existing.version = version
     await session.flush()
+    await deployments_repo.bump_version(session=session)
 
 
 async def delete_alias(*, session: AsyncSession, model: ModelRow, alias: str) -> None:
@@ -240,6 +244,7 @@ async def delete_alias(*, session: AsyncSession, model: ModelRow, alias: str) ->
         raise NotFound(f"model {model.name!r} has no alias {alias!r}", code="alias_not_found")
     await session.delete(existing)
     await session.flush()
+    await deployments_repo.bump_version(session=session)
 
 
 async def registry_counts(*, session: AsyncSession) -> dict[str, Any]:

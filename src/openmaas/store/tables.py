@@ -263,6 +263,19 @@ class AccessVersionRow(Base):
     version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ServingVersionRow(Base):
+    """One row whose counter grows on every change to deployments and model aliases.
+
+    Every worker's deployment sync reads it and reloads its endpoint table when it moved
+    (a count or a sum of rows misses changes that cancel out, such as two aliases swapped).
+    """
+
+    __tablename__ = "serving_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class ModelRouteRow(Base):
     """A ModelRoute: its document, and the state of its canary shared by every worker.
 
