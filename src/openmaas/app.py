@@ -32,6 +32,8 @@ from openmaas.api.body_limit import BodySizeLimit
 from openmaas.api.errors import install_error_handlers
 from openmaas.api.hot_path import FrontDoor, InferenceHotPath
 from openmaas.api.openapi import install_openapi
+from openmaas.api.security_headers import SecurityHeaders, trusted_proxies
+from openmaas.api.text_guard import ControlCharacterGuard
 from openmaas.platform import Platform
 from openmaas.portal import install_portal
 from openmaas.settings import Settings, load_settings
@@ -110,12 +112,16 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     for module in (auth, applications, plans, usage, admin):
         app.include_router(module.router)
     install_portal(app)
+    # No control characters (NUL: PostgreSQL refuses it) in any path, query or body that
+    # reaches the management routes; inside the body limit, so it never sees a body past it.
+    app.add_middleware(ControlCharacterGuard)
     # Before anything reads it, so an oversized body is refused unread.
     body_limit = {
         "max_bytes": settings.max_request_bytes,
         "max_upload_bytes": settings.max_artifact_bytes,
     }
     app.add_middleware(BodySizeLimit, **body_limit)
+    app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     if settings.cors_origins:
         # Outermost: preflights are answered here, and every response, errors and 413s
         # included, carries the headers a browser needs to read it.
@@ -125,7 +131,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     lean: Any = BodySizeLimit(InferenceHotPath(platform), **body_limit)
     if settings.cors_origins:
         lean = CORSMiddleware(lean, **_cors_options(settings))
-    app.front_door = lambda full: FrontDoor(full, lean)
+    # Before anything reads the scheme or the client's address: a trusted proxy's
+    # X-Forwarded-Proto and X-Forwarded-For, and nobody else's.
+    app.front_door = lambda full: trusted_proxies(FrontDoor(full, lean), settings.trusted_proxies)
     return app
 
 

@@ -83,7 +83,9 @@ class Health:
         except OpenMaaSError as error:
             return error.message
         except Exception as error:
-            return f"failing: {type(error).__name__}: {error}"
+            # The driver's words may name the database's host: the log has them.
+            logger.warning("readiness: the database check failed: %r", error)
+            return "failing (the server log says why)"
 
     async def _redis(self) -> str | None:
         if not self.limiter.shared:

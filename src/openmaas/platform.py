@@ -156,7 +156,8 @@ class Platform:
         )
 
     async def start(self) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Private: it holds the SQLite database, the session secret and artifacts.
+        self.settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         migrate = self.settings.migrate_on_start
         await wait_for_database(
             self.db, wait_s=self.settings.startup_wait_seconds, need_head=not migrate

@@ -101,7 +101,26 @@ class Settings(BaseSettings):
     """Seconds a login session lasts."""
 
     secure_cookies: bool = False
-    """Mark cookies Secure (only sent over HTTPS); turn on behind TLS."""
+    """Mark every cookie Secure (only sent over HTTPS); turn on behind TLS. Without it,
+    cookies are still Secure on requests that came over HTTPS (directly, or as a trusted
+    proxy's ``X-Forwarded-Proto: https`` says)."""
+
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses (or CIDR networks, or "*") of the reverse proxies whose ``X-Forwarded-Proto``
+    and ``X-Forwarded-For`` are believed, comma separated; unset: nobody's."""
+
+    metrics_public: bool = False
+    """Serve ``/metrics`` to anyone; off (the default), a scrape needs the admin key."""
+
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096, le=16 * 1024 * 1024)
+    """Largest request line and headers a client may send (``openmaas serve``); past it the
+    connection is refused with 431/400 before anything is parsed further."""
+
+    keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=3600)
+    """How long an idle keep-alive connection stays open (``openmaas serve``)."""
+
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as text with a UTC timestamp, or one JSON object a line."""
 
     access_refresh_seconds: float = 0.5
     """How often each worker checks for changes to keys, applications, plans and users;
@@ -214,7 +233,7 @@ class Settings(BaseSettings):
     otel_service_name: str = "openmaas"
     """``service.name`` of the traces."""
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -238,7 +238,7 @@ class TestPredictInput:
 
     def test_metrics_are_labelled_by_model(self, platform: Platform, endpoints: str):
         platform.admin.post(f"/predict/{endpoints}_ep", json={"input": 1})
-        text = platform.anonymous.get("/metrics").text
+        text = platform.admin.get("/metrics").text
         assert (
             f'openmaas_inference_requests_total{{model="{endpoints}",protocol="predict",version="1"}}'
             in text

@@ -12,6 +12,7 @@ not match its login (state), or an ID token that fails verification -> Unauthori
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from openmaas.domain.errors import BadGateway, NotFound, Unauthorized
+
+logger = logging.getLogger("openmaas.access")
+
 
 STATE_MAX_AGE = 600
 _DISCOVERY_TTL = 300.0
@@ -60,7 +64,7 @@ class OidcClient:
                 response.raise_for_status()
                 data = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise BadGateway(f"the identity provider failed: {exc}", code="sso_provider") from exc
+            raise _provider_failed(exc) from exc
         if not isinstance(data, dict):
             raise BadGateway("the identity provider sent no JSON object", code="sso_provider")
         return data
@@ -117,7 +121,7 @@ class OidcClient:
                 )
             tokens = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise BadGateway(f"the identity provider failed: {exc}", code="sso_provider") from exc
+            raise _provider_failed(exc) from exc
         if response.status_code != 200 or not isinstance(tokens, dict):
             raise Unauthorized("the identity provider refused the sign-on", code="sso_refused")
         id_token = tokens.get("id_token")
@@ -143,7 +147,12 @@ class OidcClient:
                 nonce={"essential": True, "value": nonce},
             ).validate(token.claims)
         except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise Unauthorized(
-                f"the ID token is not valid: {exc}", code="sso_invalid_token"
-            ) from exc
+            logger.warning("single sign-on: the ID token is not valid: %s", exc)
+            raise Unauthorized("the ID token is not valid", code="sso_invalid_token") from exc
         return dict(token.claims)
+
+
+def _provider_failed(exc: Exception) -> BadGateway:
+    # Where the provider is and what the library said go to the log, not to the browser.
+    logger.warning("single sign-on: the identity provider failed: %r", exc)
+    return BadGateway("the identity provider failed; try again later", code="sso_provider")

@@ -10,15 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import MAX_ID, IdPath, PlatformDep, PrincipalDep
 from openmaas.api.json_body import JsonBodyRoute
+from openmaas.api.text_guard import PlainName
 from openmaas.domain.applications import ApiKey, ApplicationStatus
 from openmaas.domain.errors import BadRequest
 
 router = APIRouter(route_class=JsonBodyRoute, tags=["applications"])
 
+# A key lives at most ten years: later dates are mistakes (and overflow some clocks).
+MAX_EXPIRY_DAYS = 3650
+
 
 class ApplicationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=128)
+    name: PlainName
     description: str = Field("", max_length=4000)
     plan: str | None = Field(None, min_length=1, max_length=64)
     user_id: int | None = Field(None, ge=1, le=MAX_ID, description="Owner (admins only)")
@@ -26,7 +30,7 @@ class ApplicationCreate(BaseModel):
 
 class ApplicationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=128)
+    name: PlainName | None = None
     description: str | None = Field(None, max_length=4000)
     plan: str | None = Field(None, min_length=1, max_length=64)
     status: ApplicationStatus | None = Field(None, description="Admins only")
@@ -34,9 +38,9 @@ class ApplicationUpdate(BaseModel):
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("default", min_length=1, max_length=128)
+    name: PlainName = "default"
     expires_at: datetime | None = None
-    expires_in_days: int | None = Field(None, ge=1, le=3650)
+    expires_in_days: int | None = Field(None, ge=1, le=MAX_EXPIRY_DAYS)
 
 
 def _expiry(body: KeyCreate) -> datetime | None:
@@ -47,9 +51,17 @@ def _expiry(body: KeyCreate) -> datetime | None:
     if body.expires_at is None:
         return None
     expires = body.expires_at
-    expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
-    if expires <= datetime.now(UTC):
+    try:
+        expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
+    except OverflowError:  # year 9999 with a negative offset, or year 1 with a positive one
+        raise BadRequest("expires_at is out of range", code="invalid_expiry") from None
+    now = datetime.now(UTC)
+    if expires <= now:
         raise BadRequest("expires_at is in the past", code="invalid_expiry")
+    if expires > now + timedelta(days=MAX_EXPIRY_DAYS):
+        raise BadRequest(
+            f"expires_at is at most {MAX_EXPIRY_DAYS} days ahead", code="invalid_expiry"
+        )
     return expires
 
 

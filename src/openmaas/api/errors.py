@@ -117,7 +117,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = phrase.lower().replace(" ", "_").replace("-", "_")
     message = str(exc.detail) if exc.detail else phrase
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(request, status, code, message, headers=headers)
+    # Ours, raised where only HTTP exceptions pass (text_guard): their own code and details.
+    code = getattr(exc, "code", code)
+    details = getattr(exc, "details", None)
+    return error_response(request, status, code, message, details, headers=headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -37,7 +37,9 @@ async def _document(request: Request) -> Any:
     try:
         return yaml.safe_load(body.decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid YAML: {exc}", code="invalid_yaml") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise BadRequest(f"the body is not valid YAML{where}", code="invalid_yaml") from exc
 
 
 NamespaceQuery = Annotated[

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import AdminDep, PlatformDep, require_admin
 from openmaas.api.json_body import JsonBodyRoute
+from openmaas.api.text_guard import check_json, refuse_control_characters
 from openmaas.domain.errors import BadRequest
-from openmaas.domain.models import ModelRef, Signature, Task
+from openmaas.domain.models import MAX_VERSION, ModelRef, Signature, Task
 from openmaas.registry import VersionUpload
 
 router = APIRouter(
@@ -42,16 +43,18 @@ class ModelUpdate(BaseModel):
 
 class AliasSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 def _json_field(name: str, raw: str | None) -> Any:
     if raw is None or raw == "":
         return None
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"form field {name!r} is not valid JSON", code="invalid_json") from exc
+    check_json(value, name)
+    return value
 
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -66,7 +69,7 @@ async def list_models(
     tag: str | None = None,
     q: str | None = Query(None, description="Part of the model name"),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10**9),
 ) -> dict[str, Any]:
     models, total = await platform.registry.list_models(
         task=task.value if task else None, tag=tag, search=q, limit=limit, offset=offset
@@ -133,6 +136,10 @@ async def register_version(
     options: str | None = Form(None, description="JSON object of runtime options"),
     allow_code: bool = Form(False, description="Allow formats that run code (pickle, Python)"),
 ) -> dict[str, Any]:
+    # Multipart bodies pass the control character guard unread: their text fields here.
+    for field, text in (("filename", artifact.filename), ("runtime", runtime)):
+        refuse_control_characters(text or "", field, multiline=False)
+    refuse_control_characters(description, "description")
     options_value = _json_field("options", options)
     if options_value is not None and not isinstance(options_value, dict):
         raise BadRequest("form field 'options' is a JSON object", code="invalid_options")

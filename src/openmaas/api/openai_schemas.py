@@ -51,7 +51,8 @@ class ChatRequest(_Generation):
     top_logprobs: Annotated[int, Field(ge=0)] | None = None
 
 
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+# Token ids are never negative, and no vocabulary has 2**31 of them.
+TokenIds = Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1)]
 
 
 class CompletionRequest(_Generation):
@@ -79,8 +80,8 @@ class EmbeddingRequest(_Request):
     input: (
         str
         | Annotated[list[str], Field(min_length=1)]
-        | Annotated[list[int], Field(min_length=1)]
-        | Annotated[list[list[int]], Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1)]
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: Annotated[int, Field(ge=1)] | None = None

@@ -11,6 +11,7 @@ from openmaas.api.admission import Call, dispatch
 from openmaas.api.deps import PlatformDep
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import BadRequest
+from openmaas.domain.models import version_selector
 from openmaas.runtimes import Tensors
 from openmaas.serving.endpoints import Endpoint
 from openmaas.serving.tensors import conform
@@ -102,7 +103,7 @@ async def predict(request: Request, platform: PlatformDep) -> Response:
     version = payload.get("version")
     if (version is not None and not isinstance(version, int | str)) or isinstance(version, bool):
         raise BadRequest("'version' is a number or an alias", code="invalid_version")
-    selector = int(version) if isinstance(version, str) and version.isdigit() else version
+    selector = version_selector(version) if version is not None else None
     if selector == "latest":
         selector = None
 

@@ -15,6 +15,7 @@ from openmaas.api.deps import PlatformDep, require_admin
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
 from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
+from openmaas.domain.models import version_selector
 from openmaas.platform import Platform
 from openmaas.runtimes import Tensors
 from openmaas.runtimes.language import LanguageRuntime
@@ -31,7 +32,7 @@ repository = APIRouter(
 def _selector(version: str | None) -> int | str | None:
     if version is None:
         return None
-    return int(version) if version.isdigit() else version
+    return version_selector(version)
 
 
 def _endpoint(platform: Platform, name: str, version: str | None) -> Endpoint:

@@ -16,6 +16,9 @@ from openmaas.runtimes import Tensors
 from openmaas.runtimes.tensors import DATATYPE_TO_DTYPE, datatype_of
 
 HEADER_LENGTH = "inference-header-content-length"
+# NumPy holds at most 64 dimensions, and no tensor is larger than 2**63 values.
+MAX_RANK = 32
+MAX_DIMENSION = 2**62
 _KINDS = {"BOOL": "b", "BYTES": "OUS"}
 
 
@@ -111,10 +114,15 @@ def _decode_input(raw: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray
     name, shape, datatype = raw.get("name"), raw.get("shape"), raw.get("datatype")
     if not isinstance(name, str) or not name:
         raise _fail("an input has no name")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_RANK
+        or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION
+            for d in shape
+        )
     ):
-        raise _fail(f"input {name!r}: shape is a list of non-negative integers")
+        raise _fail(f"input {name!r}: shape is a list of at most {MAX_RANK} non-negative integers")
     if datatype not in DATATYPES:
         raise _fail(f"input {name!r}: unknown datatype {datatype!r}", "invalid_datatype")
     count = math.prod(shape)
@@ -133,12 +141,20 @@ def _decode_input(raw: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray
         raise _fail(
             f"input {name!r}: {flat.size} values do not fill shape {shape}", "shape_mismatch"
         )
-    return name, flat.reshape(shape), offset
+    try:
+        return name, flat.reshape(shape), offset
+    except (ValueError, OverflowError) as exc:  # an empty tensor with a dimension too large
+        raise _fail(
+            f"input {name!r}: shape {shape} cannot hold a tensor", "shape_mismatch"
+        ) from exc
 
 
 def _from_json(name: str, datatype: str, data: Any) -> np.ndarray:
     if datatype == "BYTES":
-        flat = np.asarray(data, dtype=object).reshape(-1)
+        try:
+            flat = np.asarray(data, dtype=object).reshape(-1)
+        except (ValueError, TypeError) as exc:
+            raise _fail(f"input {name!r}: data is not a rectangular array") from exc
         if not all(isinstance(v, str | bytes) for v in flat):
             raise _fail(f"input {name!r}: BYTES data are strings", "datatype_mismatch")
         return flat
@@ -175,7 +191,10 @@ def _exact_integers(name: str, datatype: str, data: Any) -> np.ndarray:
     NumPy turns a list holding a number past 2**63 (``18446744073709551615``) into
     float64, which cannot hold it; each value is checked and converted exactly instead.
     """
-    objects = np.asarray(data, dtype=object)
+    try:
+        objects = np.asarray(data, dtype=object)
+    except (ValueError, TypeError) as exc:
+        raise _fail(f"input {name!r}: data is not a rectangular array") from exc
     flat = objects.reshape(-1).tolist()
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
         # orjson reads integers past 2**64 as floats: too large, not fractional.

@@ -27,7 +27,7 @@ def upgrade() -> None:
 
     async def run() -> None:
         settings = Settings()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = Database(
             settings.database_url,
             connect_timeout_s=settings.database_connect_timeout_seconds,

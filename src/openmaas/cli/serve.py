@@ -94,6 +94,7 @@ def serve(
 
     import uvicorn
 
+    from openmaas.logs import log_config
     from openmaas.settings import load_settings
     from openmaas.store.database import DatabaseUnavailable
 
@@ -124,7 +125,16 @@ def serve(
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level, settings.log_format),
         access_log=settings.access_log,
+        # h11 enforces a limit on the request line and headers (httptools has none): a
+        # client cannot hold the server parsing a huge header. X-Forwarded-* are honoured
+        # by the application, from OPENMAAS_TRUSTED_PROXIES only (security_headers.py).
+        http="h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        proxy_headers=False,
+        server_header=False,
         # In-flight requests and streams get this long once a stop begins (shutdown.py).
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )

@@ -51,6 +51,39 @@ def validate_name(name: str, *, what: str = "model name") -> str:
     return name
 
 
+# Versions are numbered from 1 and stored in an INTEGER column: a bigger number is no
+# version (a 400), never a database overflow.
+MAX_VERSION = 2_147_483_647
+_VERSION_NUMBER = re.compile(r"[0-9]+")  # ASCII digits only: "²".isdigit() is True
+
+
+def is_version_number(text: str) -> bool:
+    """Whether ``text`` is written as a version number (plain ASCII digits)."""
+    return _VERSION_NUMBER.fullmatch(text) is not None
+
+
+def version_number(value: int | str) -> int:
+    """A version number in range, from a number or its ASCII digits; else a 400."""
+    if isinstance(value, int):
+        number = value
+    else:  # more than 10 digits is out of range anyway, and int() refuses 4,300 digits
+        number = int(value) if is_version_number(value) and len(value) <= 10 else -1
+    if not 1 <= number <= MAX_VERSION:
+        shown = value if isinstance(value, str) and len(value) <= 40 else "out of range"
+        raise BadRequest(
+            f"invalid version {shown!r}: a number from 1 to {MAX_VERSION}, an alias or 'latest'",
+            code="invalid_version",
+        )
+    return number
+
+
+def version_selector(value: int | str) -> int | str:
+    """What a client wrote for a version: a number in range, else the text (an alias)."""
+    if isinstance(value, int):
+        return version_number(value)
+    return version_number(value) if is_version_number(value) else value
+
+
 def validate_alias(alias: str) -> str:
     if not ALIAS_PATTERN.match(alias) or alias == "latest":
         raise BadRequest(
@@ -153,13 +186,11 @@ class ModelRef:
             text = str(selector).strip()
             if text.lower() in ("latest", ""):
                 return cls(name=name)
-            stripped = text[1:] if text[:1] in ("v", "V") and text[1:].isdigit() else text
-            if not stripped.isdigit():
+            stripped = text[1:] if text[:1] in ("v", "V") and is_version_number(text[1:]) else text
+            if not is_version_number(stripped):
                 return cls(name=name, alias=validate_alias(text))
-            number = int(stripped)
-        if number < 1:
-            raise BadRequest(f"invalid version {selector!r}", code="invalid_version")
-        return cls(name=name, version=number)
+            return cls(name=name, version=version_number(stripped))
+        return cls(name=name, version=version_number(number))
 
     def __str__(self) -> str:
         if self.version is not None:

@@ -152,8 +152,9 @@ async def save_plan(request: Request) -> Response:
         values[name] = fields.get(name, "").strip() or 0
     try:
         values["rules"] = json.loads(fields.get("rules", "").strip() or "[]")
-    except ValueError as exc:
-        raise BadRequest(f"rules: not JSON ({exc})", code="invalid_plan") from exc
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise BadRequest(f"rules: not JSON ({where})", code="invalid_plan") from exc
     try:
         plan = PlanCreate(**values).model_dump()
     except ValidationError as exc:

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from openmaas.domain.errors import BadRequest
+from openmaas.runtimes.base import invalid_artifact
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 MAX_UNPACKED_BYTES = 64 * 1024**3
@@ -96,7 +97,7 @@ def unpack(archive: Path, target: Path) -> Path:
             if not target.is_dir():
                 raise
     except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-        raise BadRequest(f"not a readable archive: {exc}", code="invalid_artifact") from exc
+        raise invalid_artifact("not a readable archive", exc) from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target

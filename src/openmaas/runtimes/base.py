@@ -7,6 +7,7 @@ serving layer. Third parties add runtimes through the ``openmaas.runtimes`` entr
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import EMPTY_SIGNATURE, Signature
+
+logger = logging.getLogger("openmaas.runtimes")
+
+
+def invalid_artifact(message: str, exc: BaseException) -> BadRequest:
+    """The client's error for an artifact a library could not read.
+
+    The library's own words name files and folders of this server and its internals: they
+    go to the log, and the client learns what could not be read.
+    """
+    logger.warning("%s: %s: %s", message, type(exc).__name__, exc)
+    return BadRequest(f"{message} (the server log says why)", code="invalid_artifact")
+
 
 Tensors = dict[str, np.ndarray]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from openmaas.domain.errors import BadRequest
 from openmaas.runtimes.archives import is_archive, model_root, unpack
-from openmaas.runtimes.base import ArtifactSpec
+from openmaas.runtimes.base import ArtifactSpec, invalid_artifact
 
 SECRET_KEYS = frozenset({"api_key"})
 _MAX_LOCATION_BYTES = 64 * 1024
@@ -34,7 +34,7 @@ def location_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"the location file is not JSON: {exc}", code="invalid_artifact") from exc
+        raise invalid_artifact("the location file is not JSON", exc) from exc
     if not isinstance(data, dict):
         raise BadRequest("the location file holds a JSON object", code="invalid_artifact")
     return data

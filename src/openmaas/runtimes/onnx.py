@@ -11,7 +11,7 @@ import numpy as np
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import Signature, TensorSpec
 from openmaas.incidents import reported
-from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
+from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors, invalid_artifact
 
 _ONNX_TYPES = {
     "tensor(bool)": "BOOL",
@@ -41,7 +41,7 @@ def _session(spec: ArtifactSpec) -> Any:
             str(spec.path), sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as exc:
-        raise BadRequest(f"not a loadable ONNX model: {exc}", code="invalid_artifact") from exc
+        raise invalid_artifact("not a loadable ONNX model", exc) from exc
 
 
 def _specs(nodes: Sequence[Any]) -> tuple[TensorSpec, ...]:

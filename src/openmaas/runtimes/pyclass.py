@@ -18,7 +18,7 @@ import numpy as np
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import Signature, TensorSpec
 from openmaas.incidents import reported
-from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
+from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors, invalid_artifact
 
 _DEFAULT_SIGNATURE = Signature(
     inputs=(TensorSpec("input", "FP64", (-1, -1)),),
@@ -40,7 +40,7 @@ def _import(spec: ArtifactSpec) -> ModuleType:
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:
-        raise BadRequest(f"importing the module failed: {exc!r}", code="invalid_artifact") from exc
+        raise invalid_artifact("importing the module failed", exc) from exc
     return module
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from openmaas.domain.errors import BadRequest, ServiceUnavailable
 from openmaas.domain.models import Signature
 from openmaas.runtimes import openai_objects as wire
-from openmaas.runtimes.base import ArtifactSpec
+from openmaas.runtimes.base import ArtifactSpec, invalid_artifact
 from openmaas.runtimes.language import EmbeddingRuntime, embedding_signature
 from openmaas.runtimes.model_dirs import model_directory, settings_of
 
@@ -59,7 +59,7 @@ def _load(spec: ArtifactSpec) -> tuple[Any, dict[str, Any], str]:
             trust_remote_code=spec.allow_code,
         )
     except Exception as exc:
-        raise BadRequest(f"not a loadable embedding model: {exc}", code="invalid_artifact") from exc
+        raise invalid_artifact("not a loadable embedding model", exc) from exc
     return model, settings, directory.name
 
 
@@ -151,10 +151,21 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
             if isinstance(item, str):
                 texts.append(item)
             elif isinstance(item, list) and all(isinstance(x, int) for x in item):
-                texts.append(self._model.tokenizer.decode(item, skip_special_tokens=True))
+                texts.append(self._decode(item))
             else:
                 raise BadRequest("each input is a string or token ids", code="invalid_request")
         return texts
+
+    def _decode(self, ids: list[int]) -> str:
+        """The text of token ids; an id outside the vocabulary is the client's mistake."""
+        vocabulary = len(self._model.tokenizer)
+        if not all(0 <= token < vocabulary for token in ids):
+            raise BadRequest(
+                f"input: token ids are 0 to {vocabulary - 1} for this model",
+                code="invalid_request",
+                details={"param": "input"},
+            )
+        return str(self._model.tokenizer.decode(ids, skip_special_tokens=True))
 
     def _encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
         tokens = sum(self.count_tokens(text) for text in texts)

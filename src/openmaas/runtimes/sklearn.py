@@ -11,7 +11,7 @@ import numpy as np
 
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import Signature, TensorSpec
-from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors
+from openmaas.runtimes.base import ArtifactSpec, TensorRuntime, Tensors, invalid_artifact
 from openmaas.runtimes.tensors import datatype_of_numpy
 
 # Above this many rows a prediction leaves the event loop for a worker thread.
@@ -50,7 +50,7 @@ def _load_estimator(spec: ArtifactSpec) -> Any:
         except BadRequest:
             raise
         except Exception as exc:
-            raise BadRequest(f"not a readable skops file: {exc}", code="invalid_artifact") from exc
+            raise invalid_artifact("not a readable skops file", exc) from exc
     if not spec.allow_code:
         raise BadRequest(
             f"{suffix} files run code when they load (pickle); an admin must set "
@@ -65,7 +65,7 @@ def _load_estimator(spec: ArtifactSpec) -> Any:
         with spec.path.open("rb") as handle:
             return pickle.load(handle)
     except Exception as exc:
-        raise BadRequest(f"cannot unpickle the artifact: {exc}", code="invalid_artifact") from exc
+        raise invalid_artifact("cannot unpickle the artifact", exc) from exc
 
 
 def _signature_of(estimator: Any) -> Signature:

@@ -24,7 +24,7 @@ import anyio
 from openmaas.domain.errors import BadRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature
 from openmaas.runtimes import openai_objects as wire
-from openmaas.runtimes.base import ArtifactSpec
+from openmaas.runtimes.base import ArtifactSpec, invalid_artifact
 from openmaas.runtimes.generation import (
     Choice,
     Generations,
@@ -79,7 +79,7 @@ def _load(spec: ArtifactSpec, *, with_weights: bool) -> tuple[Any, Any, dict[str
     except OpenMaaSError:
         raise
     except Exception as exc:
-        raise BadRequest(f"not a loadable model: {exc}", code="invalid_artifact") from exc
+        raise invalid_artifact("not a loadable model", exc) from exc
     return tokenizer, model, settings, directory.name
 
 

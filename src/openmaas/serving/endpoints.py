@@ -13,7 +13,7 @@ from typing import Any
 
 from openmaas.domain.deployments import Deployment, DeploymentStatus
 from openmaas.domain.errors import NotFound
-from openmaas.domain.models import ModelVersion
+from openmaas.domain.models import ModelVersion, version_selector
 from openmaas.runtimes import ArtifactSpec, Runtime
 from openmaas.serving.batcher import Batcher
 from openmaas.serving.cache import CacheKey
@@ -152,7 +152,7 @@ class EndpointTable:
             name, selector = ref.split("@", 1)
         elif "/" in ref:
             name, number = ref.split("/", 1)
-            selector = int(number) if number.isdigit() else number
+            selector = version_selector(number)
         return self.for_model(name, selector)
 
     def knows(self, ref: str) -> bool:

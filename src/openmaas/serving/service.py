@@ -17,7 +17,7 @@ from openmaas.domain.deployments import (
     validate_endpoint_name,
 )
 from openmaas.domain.errors import BadRequest, Conflict, NotFound, OpenMaaSError
-from openmaas.domain.models import ModelRef, ModelVersion, Signature
+from openmaas.domain.models import ModelRef, ModelVersion, Signature, version_selector
 from openmaas.registry import RegistryService
 from openmaas.runtimes import runtime_named
 from openmaas.serving.batcher import Batcher
@@ -192,7 +192,7 @@ class ServingService:
             if version is None or version == "":
                 targets = [e for group in versions.values() for e in group]
             else:
-                chosen = self.table.for_model(model_name, _selector(version))
+                chosen = self.table.for_model(model_name, version_selector(version))
                 targets = list(versions.get(chosen.deployment.version, []))
             if not targets:
                 raise NotFound(f"model {model_name!r} is not deployed", code="model_not_deployed")
@@ -355,11 +355,6 @@ class ServingService:
                 if endpoint.deployment.config.warm:
                     self._spawn(self._warm(endpoint))
             self._version = revision
-
-
-def _selector(version: str | int) -> int | str:
-    text = str(version)
-    return int(text) if text.isdigit() else text
 
 
 def _deployment(row: DeploymentRow, runtime: str) -> Deployment:

@@ -8,6 +8,8 @@ reach the database leaves a session as ``DatabaseUnavailable`` (503 with Retry-A
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
-from openmaas.domain.errors import ServiceUnavailable
+from openmaas.domain.errors import BadRequest, ServiceUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates.
@@ -59,6 +61,33 @@ def is_unreachable(error: BaseException) -> bool:
         | TimeoutError
         | socket.gaierror,
     )
+
+
+class ValueRefused(BadRequest):
+    """The database refused a value it cannot store (a NUL character, an integer past its
+    column). The API checks values before they get here; this is the net under it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a value is out of range or holds a character that cannot be stored",
+            code="invalid_value",
+        )
+
+
+def is_refused_value(error: BaseException) -> bool:
+    """Whether the database (or its driver) refused a value, rather than being down."""
+    seen: BaseException | None = error
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, exc.DataError | OverflowError):
+            return True
+        # asyncpg refuses an argument out of its type's range with a ValueError.
+        if isinstance(seen, ValueError) and "invalid input for query argument" in str(seen):
+            return True
+        orig = seen.orig if isinstance(seen, exc.DBAPIError) else None
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+    return False
 
 
 def describe(error: BaseException) -> str:
@@ -145,9 +174,16 @@ class Database:
 
     @staticmethod
     def _ensure_sqlite_dir(url: str) -> None:
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        """The database file's folder and the file itself, private to this user.
+
+        SQLite creates its journal files with the database file's permissions, so they
+        are private too.
+        """
+        path = url.split(":///", 1)[-1].split("?", 1)[0]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -155,6 +191,8 @@ class Database:
             async with self.sessions() as session:
                 yield session
         except Exception as error:
+            if is_refused_value(error):
+                raise ValueRefused() from error
             if is_unreachable(error):
                 raise DatabaseUnavailable() from error
             raise
