@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from dataclasses import dataclass
 
 from openmaas.access import (
@@ -17,10 +19,11 @@ from openmaas.access import (
     SnapshotStore,
 )
 from openmaas.access.limiter import make_limiter
+from openmaas.access.purge import PurgeService
 from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore, open_artifact_store
 from openmaas.health import Health, wait_for_database
-from openmaas.metering import Billing, UsageQueries, UsageRecorder
+from openmaas.metering import Billing, Invoices, UsageQueries, UsageRecorder
 from openmaas.registry import RegistryService
 from openmaas.routing import RouteMetrics, RoutingService
 from openmaas.serving import ServingService
@@ -44,12 +47,14 @@ class Platform:
     accounts: AccountService
     applications: ApplicationService
     plans: PlanService
+    purge: PurgeService
     audit: AuditLog
     oidc: OidcClient
     gate: AccessGate
     usage: UsageRecorder
     usage_queries: UsageQueries
     billing: Billing
+    invoices: Invoices
     health: Health
 
     @classmethod
@@ -101,6 +106,7 @@ class Platform:
             accounts=AccountService(db, snapshots, signup=settings.signup),
             applications=ApplicationService(db, snapshots, default_plan=settings.default_plan),
             plans=PlanService(db, snapshots),
+            purge=PurgeService(db, snapshots),
             audit=AuditLog(db),
             oidc=OidcClient(
                 issuer=settings.oidc_issuer,
@@ -113,7 +119,13 @@ class Platform:
             ),
             usage=UsageRecorder(db, flush_seconds=settings.usage_flush_seconds),
             usage_queries=UsageQueries(db),
-            billing=Billing(db),
+            billing=Billing(db, currency=settings.currency),
+            invoices=Invoices(
+                db,
+                currency=settings.currency,
+                check_seconds=settings.invoice_check_seconds,
+                worker=f"{socket.gethostname()}:{os.getpid()}",
+            ),
             health=Health(db, serving, limiter),
         )
 
@@ -128,6 +140,7 @@ class Platform:
         await self.snapshots.start()
         await self.gate.start()
         await self.usage.start()
+        await self.invoices.start()
 
     async def start_serving(self) -> None:
         await self.serving.start()
@@ -141,6 +154,7 @@ class Platform:
         await self.serving.wait_idle(_UNWIND_S)
         await asyncio.sleep(0)
         # Metering first, while the database is still open: its final flush must land.
+        await self.invoices.stop()
         await self.usage.stop()
         await self.gate.stop()
         await self.snapshots.stop()
