@@ -71,9 +71,11 @@ def _database(kind: str, directory: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_existing_usage_gets_its_plans_prices(kind: str, tmp_path: Path) -> None:
-    with _database(kind, tmp_path) as url:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            rows = pool.submit(asyncio.run, _migrate(url)).result()
+    with (
+        _database(kind, tmp_path) as url,
+        concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool,
+    ):
+        rows = pool.submit(asyncio.run, _migrate(url)).result()
     big, small, plan = rows
     assert (big["model"], big["requests"], big["plan"], big["rule"]) == ("big-one", 3, "pro", 0)
     assert Decimal(str(big["price_per_1k_output_tokens"])) == Decimal("4.5")  # the rule's

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from openmaas.app import create_app
+from openmaas.cli.main import app as cli
 from openmaas.testing import FakeOpenAI
 from tests.access.budgets import PROMPT, remote_model, unique
 from tests.accounts import Factory, infer
-from tests.conftest import Platform, make_settings
+from tests.conftest import ADMIN_KEY, Platform, make_settings
 from tests.metering.months import (
     month_before,
     move_usage_to,
@@ -331,3 +333,39 @@ def test_two_replicas_close_a_month_once(tmp_path: Path) -> None:
     assert sorted(item["total"] for item in listed) == ["0.25", "0.50", "0.75"]
     assert sum(1 for batch in closed if batch) <= 1
     assert all(batch in ([], sorted(numbers)) for batch in closed)
+
+
+def test_the_cli_closes_lists_shows_and_exports(
+    billing: Platform, make: Factory, chat_models: list[str], tmp_path: Path
+) -> None:
+    alpha, _beta = chat_models
+    plan = make.plan(price_per_request="0.125")
+    developer, _app, key = make.key_for(plan)
+    _chat(make.client(), key, alpha)
+    wait_for_requests(developer.client, 1)
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, [*args, "--url", billing.url, "--key", ADMIN_KEY])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    exported = run("usage", "export", "--format", "csv", "--user-id", str(developer.user_id))
+    [row] = list(csv.DictReader(io.StringIO(exported)))
+    assert (row["model"], row["requests"], row["amount"]) == (alpha, "1", "0.12")  # half-even
+
+    month = month_before(this_month(), 4)
+    move_usage_to(billing.settings, month)
+    assert "Closed " + month in run("invoices", "close", "--month", month)
+    assert "closed already" in run("invoices", "close", "--month", month)
+    listed = run("invoices", "list", "--user-id", str(developer.user_id))
+    [number] = [
+        item["number"]
+        for item in billing.admin.get("/invoices", params={"user_id": developer.user_id}).json()[
+            "invoices"
+        ]
+    ]
+    assert number in listed and "0.12" in listed
+    file = tmp_path / "invoice.csv"
+    run("invoices", "show", number, "--format", "csv", "--output", str(file))
+    assert list(csv.DictReader(io.StringIO(file.read_text())))[-1]["amount"] == "0.12"
+    assert "Total: 0.12 USD" in run("invoices", "show", number)
