@@ -20,7 +20,7 @@ from openmaas.app import create_app
 from openmaas.cli.main import app as cli
 from openmaas.testing import FakeOpenAI
 from tests.access.budgets import PROMPT, remote_model, unique
-from tests.accounts import Factory, infer
+from tests.accounts import PASSWORD, Factory, infer
 from tests.conftest import ADMIN_KEY, Platform, make_settings
 from tests.metering.months import (
     month_before,
@@ -30,6 +30,8 @@ from tests.metering.months import (
     wait_for_requests,
 )
 from tests.models import classifier
+from tests.portal.pages import log_in, submit, visitor
+from tests.portal.test_browser import browser  # noqa: F401 (the fixture, reused)
 from tests.servers import running
 from tests.serving.helpers import deploy, register_estimator
 
@@ -369,3 +371,83 @@ def test_the_cli_closes_lists_shows_and_exports(
     run("invoices", "show", number, "--format", "csv", "--output", str(file))
     assert list(csv.DictReader(io.StringIO(file.read_text())))[-1]["amount"] == "0.12"
     assert "Total: 0.12 USD" in run("invoices", "show", number)
+
+
+def test_the_portal_cannot_cut_a_bill(
+    billing: Platform, make: Factory, chat_models: list[str]
+) -> None:
+    """Moving an application to a free plan and deleting another, through the portal's
+    forms, change no amount already used."""
+    alpha, _beta = chat_models
+    priced = make.plan(price_per_request="0.05", price_per_1k_output_tokens="3")
+    free = make.plan()
+    developer = make.developer()
+    moved, deleted = developer.application(priced), developer.application(priced)
+    client = make.client()
+    for app in (moved, deleted, deleted):
+        _chat(client, developer.key(app["id"]), alpha)
+    wait_for_requests(developer.client, 3)
+    before = developer.client.get("/billing/statements").json()["accounts"][0]["total"]
+    # One line per application, each rounded: 0.146 -> 0.15 and 0.292 -> 0.29.
+    assert before == str(_expected(1, "0.05", "0", "3") + _expected(2, "0.05", "0", "3"))
+
+    web = visitor(billing.url)
+    try:
+        assert log_in(web, developer.username, PASSWORD).status_code == 303
+        page = f"/portal/applications/{moved['id']}"
+        changed = submit(web, page, f"{page}/plan", plan=free)
+        assert changed.status_code == 303, changed.text
+        page = f"/portal/applications/{deleted['id']}"
+        assert submit(web, page, f"{page}/delete").status_code == 303
+        shown = web.get("/portal/billing")
+        assert f"{before} USD" in shown.text
+    finally:
+        web.close()
+    assert developer.client.get(f"/applications/{moved['id']}").json()["plan"] == free
+    after = developer.client.get("/billing/statements").json()["accounts"][0]
+    assert after["total"] == before
+    assert {line["plan"] for line in after["lines"]} == {priced}
+
+
+def test_invoices_download_from_the_portal_in_a_browser(
+    browser,  # noqa: F811 (the browser fixture of tests/portal/test_browser.py)
+    billing: Platform,
+    make: Factory,
+    chat_models: list[str],
+    tmp_path: Path,
+) -> None:
+    alpha, _beta = chat_models
+    developer, _app, key = make.key_for(price_per_request="0.075")
+    _chat(make.client(), key, alpha)
+    wait_for_requests(developer.client, 1)
+    month = month_before(this_month(), 7)
+    move_usage_to(billing.settings, month)
+    _close(billing, month)
+    number = _invoice_of(billing, developer.user_id, month)["number"]
+
+    context = browser.new_context(base_url=billing.url, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        page.goto("/portal/login")
+        page.get_by_label("Username or e-mail").fill(developer.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url("**/portal")
+        page.goto("/portal/billing")
+        assert number in page.inner_text("#invoices")
+        with page.expect_download() as downloading:
+            page.get_by_role("link", name=f"CSV {number}").click()
+        saved = tmp_path / "invoice.csv"
+        downloading.value.save_as(saved)
+        rows = list(csv.DictReader(io.StringIO(saved.read_text())))
+        assert rows[0]["amount"] == "0.08"  # 0.075 rounded half-even to the cent
+        assert rows[-1]["position"] == "total" and rows[-1]["amount"] == "0.08"
+        with context.expect_page() as opening:
+            page.get_by_role("link", name=f"Printable invoice {number}").click()
+        printable = opening.value
+        printable.wait_for_load_state()
+        assert printable.inner_text("h1") == f"Invoice {number}"
+        assert printable.inner_text("#invoice-total") == "0.08"
+    finally:
+        context.close()
