@@ -17,6 +17,7 @@ from openmaas.api import (
     applications,
     auth,
     deployments,
+    invoices,
     kserve_v1,
     metrics,
     model_routes,
@@ -109,7 +110,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     app.include_router(model_routes.router)
     app.include_router(metrics.router)
     install_openapi(app, platform)
-    for module in (auth, applications, plans, usage, admin):
+    for module in (auth, applications, plans, usage, invoices, admin):
         app.include_router(module.router)
     install_portal(app)
     # No control characters (NUL: PostgreSQL refuses it) in any path, query or body that

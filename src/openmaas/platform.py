@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from dataclasses import dataclass
 
 from openmaas.access import (
@@ -19,10 +21,11 @@ from openmaas.access import (
 from openmaas.access.limiter import make_limiter
 from openmaas.access.login_throttle import LoginThrottle
 from openmaas.access.passwords import PasswordHashing
+from openmaas.access.purge import PurgeService
 from openmaas.access.sessions import session_secret
 from openmaas.artifacts import ArtifactStore, open_artifact_store
 from openmaas.health import Health, wait_for_database
-from openmaas.metering import Billing, UsageQueries, UsageRecorder
+from openmaas.metering import Billing, Invoices, UsageQueries, UsageRecorder
 from openmaas.metering.spill import UsageSpill
 from openmaas.registry import RegistryService
 from openmaas.routing import RouteMetrics, RoutingService
@@ -49,12 +52,14 @@ class Platform:
     accounts: AccountService
     applications: ApplicationService
     plans: PlanService
+    purge: PurgeService
     audit: AuditLog
     oidc: OidcClient
     gate: AccessGate
     usage: UsageRecorder
     usage_queries: UsageQueries
     billing: Billing
+    invoices: Invoices
     health: Health
     metric_files: WorkerMetricFiles | None
 
@@ -129,6 +134,7 @@ class Platform:
                 max_keys=settings.max_keys_per_developer,
             ),
             plans=PlanService(db, snapshots),
+            purge=PurgeService(db, snapshots),
             audit=AuditLog(db),
             oidc=OidcClient(
                 issuer=settings.oidc_issuer,
@@ -150,7 +156,13 @@ class Platform:
                 on_drop=serving.metrics.usage_dropped.inc,
             ),
             usage_queries=UsageQueries(db),
-            billing=Billing(db),
+            billing=Billing(db, currency=settings.currency),
+            invoices=Invoices(
+                db,
+                currency=settings.currency,
+                check_seconds=settings.invoice_check_seconds,
+                worker=f"{socket.gethostname()}:{os.getpid()}",
+            ),
             health=Health(db, serving, limiter),
             metric_files=WorkerMetricFiles(settings.metrics_dir) if settings.metrics_dir else None,
         )
@@ -169,6 +181,7 @@ class Platform:
         await self.usage.start()
         if self.metric_files is not None:
             await self.metric_files.start()
+        await self.invoices.start()
 
     async def start_serving(self) -> None:
         await self.serving.start()
@@ -182,6 +195,7 @@ class Platform:
         await self.serving.wait_idle(_UNWIND_S)
         await asyncio.sleep(0)
         # Metering first, while the database is still open: its final flush must land.
+        await self.invoices.stop()
         await self.usage.stop()
         if self.metric_files is not None:
             await self.metric_files.stop()

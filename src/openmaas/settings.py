@@ -90,6 +90,14 @@ class Settings(BaseSettings):
     signup: Literal["open", "approval", "closed"] = "open"
     """Self sign-up: open, open but each new account waits for an admin, or closed."""
 
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code of every price and amount; amounts round half-even, per line, to
+    its minor unit (two decimals, none for JPY, three for KWD...). See docs/billing.md."""
+
+    invoice_check_seconds: float = Field(default=300.0, gt=0)
+    """How often each worker checks whether last month is closed, and closes it if not
+    (the database elects one worker across replicas); see docs/billing.md."""
+
     default_plan: str = "free"
     """Plan of a new application when its developer names none."""
 

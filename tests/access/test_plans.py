@@ -19,7 +19,7 @@ def test_plan_life_cycle(platform: Platform, make: Factory) -> None:
     )
     assert changed.status_code == 200
     assert changed.json()["requests_per_minute"] is None and changed.json()["tokens_per_day"] == 9
-    assert changed.json()["price_per_request"] == 0.002  # untouched
+    assert changed.json()["price_per_request"] == "0.002"  # untouched; exact, as a string
 
     developer = make.developer()
     developer.application(name)

@@ -167,7 +167,8 @@ def test_a_rule_applies_its_own_limits_and_prices(
     }
     plan = make.plan(tokens_per_minute=10_000, price_per_1k_output_tokens=2.0, rules=[rule])
     shown = platform.admin.get(f"/plans/{plan}").json()
-    assert shown["rules"] == [rule]
+    # Prices come back exact, as decimal strings.
+    assert shown["rules"] == [{**rule, "price_per_1k_output_tokens": "20"}]
     _dev, app_id, key = make.key_for(plan)
     client = _client(platform.url, key)
     tiny = _chat(client, models["tiny"])
@@ -181,13 +182,19 @@ def test_a_rule_applies_its_own_limits_and_prices(
     deadline = time.monotonic() + 15
     while True:  # until the usage is flushed
         statement = platform.admin.get("/billing/statements", params={"user_id": _dev.user_id})
-        [line] = statement.json()["accounts"][0]["applications"]
-        if line["output_tokens"] >= 35 or time.monotonic() > deadline:
+        applications = statement.json()["accounts"][0]["applications"]
+        if applications and applications[0]["output_tokens"] >= 35:
             break
+        assert time.monotonic() < deadline, applications
         time.sleep(0.2)
+    [line] = applications
     assert line["application_id"] == app_id
-    # 5 tiny output tokens at 20 per 1k, 30 other ones at 2 per 1k.
-    assert line["charges"]["output_tokens"] == pytest.approx(5 * 0.020 + 30 * 0.002)
+    lines = statement.json()["accounts"][0]["lines"]
+    by_model = {item["model"]: item for item in lines}
+    assert by_model[models["tiny"]]["price_per_1k_output_tokens"] == "20"
+    assert by_model[models["other"]]["price_per_1k_output_tokens"] == "2"
+    # 5 tiny output tokens at 20 per 1k, 30 other ones at 2 per 1k, rounded per line.
+    assert line["total"] == "0.16"
 
 
 def test_a_stream_whose_upstream_ignores_the_cap_stops_at_the_reservation(

@@ -47,7 +47,8 @@ def test_apply_list_show_change_delete(platform: Platform, tmp_path: Path) -> No
     listed = _run(platform, "plans", "list")
     assert listed.exit_code == 0 and name in listed.output and "llama-*" in listed.output
     shown = yaml.safe_load(_run(platform, "plans", "show", name).output)
-    assert shown["rules"] == document["rules"]
+    # Prices are exact decimals, shown as strings.
+    assert shown["rules"] == [{**document["rules"][0], "price_per_1k_output_tokens": "1.5"}]
 
     deleted = _run(platform, "plans", "delete", name)
     assert deleted.exit_code == 0

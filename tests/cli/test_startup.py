@@ -57,6 +57,12 @@ COMMANDS = [
     ["plans", "list"],
     ["plans", "show"],
     ["plans", "delete"],
+    ["invoices"],
+    ["invoices", "list"],
+    ["invoices", "show"],
+    ["invoices", "close"],
+    ["usage"],
+    ["usage", "export"],
 ]
 
 

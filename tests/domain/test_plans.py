@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from openmaas.domain.plans import PLAN_SCOPE, Metric, Plan, PlanRule
 
 
@@ -30,7 +32,9 @@ def test_the_first_matching_rule_replaces_what_it_sets() -> None:
     assert (terms.plan, terms.rule, terms.rule_name) == ("pro", 0, "llama")
     assert terms.limit("requests_per_minute") == 60
     assert terms.limit("tokens_per_minute") == 100_000  # left to the plan
-    assert terms.price_per_1k_output_tokens == 1.5 and terms.price_per_1k_input_tokens == 0.1
+    # Prices are exact: the float 0.1 given became Decimal("0.1"), not 0.1000000000000000055.
+    assert terms.price_per_1k_output_tokens == Decimal("1.5")
+    assert terms.price_per_1k_input_tokens == Decimal("0.1")
     scopes = {limit.name: limit.scope for limit in terms.limits}
     assert scopes["tokens_per_minute"] == PLAN_SCOPE
     assert scopes["requests_per_minute"] == plan.rules[0].scope != PLAN_SCOPE
@@ -57,10 +61,11 @@ def test_rules_round_trip_as_stored() -> None:
         "models": ["tiny-*"],
         "name": "tiny",
         "input_tokens_per_day": 5,
-        "price_per_request": 0.0,
+        "price_per_request": "0.0005",
     }
     rule = PlanRule.from_dict(stored)
-    assert rule.to_dict() == stored
+    assert rule.prices == {"price_per_request": Decimal("0.0005")}
+    assert rule.to_dict() == stored  # prices stored (and shown) as exact decimal strings
     assert rule.matches("tiny-chat") and not rule.matches("huge")
     # The counter scope follows the models, not the position or the name.
     assert rule.scope == PlanRule(models=("tiny-*",)).scope

@@ -94,15 +94,46 @@ def test_billing_statement(platform: Platform, make: Factory, echo: str) -> None
     _wait_for_usage(developer.client, 3)
     statement = developer.client.get("/billing/statements").json()
     assert statement["month"] == datetime.now(UTC).strftime("%Y-%m")
+    assert statement["currency"] == "USD"
     [account] = statement["accounts"]
-    [line] = account["applications"]
-    assert line["application_id"] == app_id and line["billable_requests"] == 3
-    assert line["charges"] == {"requests": 0.03, "input_tokens": 0.045, "output_tokens": 0.144}
-    assert account["total"] == pytest.approx(0.219)
+    [line] = account["lines"]
+    assert line["application_id"] == app_id and line["requests"] == 3
+    assert (line["input_tokens"], line["output_tokens"]) == (90, 96)
+    assert line["price_per_1k_output_tokens"] == "1.5"
+    # 0.03 + 0.045 + 0.144 = 0.219, rounded half-even to the cent once, on the line.
+    assert line["amount"] == "0.22" and account["total"] == "0.22"
     everyone = platform.admin.get("/billing/statements").json()
     assert developer.user_id in {a["user_id"] for a in everyone["accounts"]}
     old = developer.client.get("/billing/statements", params={"month": "2001-01"}).json()
-    assert old["accounts"][0]["total"] == 0
+    assert old["accounts"][0]["total"] == "0.00" and old["accounts"][0]["lines"] == []
+
+
+def test_prices_are_fixed_when_used(platform: Platform, make: Factory, echo: str) -> None:
+    """Repricing a plan or moving an application to a free plan leaves used tokens alone."""
+    plan = make.plan(
+        price_per_request=0.1, price_per_1k_input_tokens=1, price_per_1k_output_tokens=2
+    )
+    free = make.plan()
+    developer, app_id, key = make.key_for(plan)
+    client = make.client(Authorization=f"Bearer {key}")
+    body = {"model": echo, "messages": [{"role": "user", "content": PROMPT}]}
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    _wait_for_usage(developer.client, 1)
+    # 0.1 + 30 * 0.001 + 32 * 0.002 = 0.194
+    first = developer.client.get("/billing/statements").json()["accounts"][0]
+    assert first["total"] == "0.19"
+
+    assert platform.admin.patch(f"/plans/{plan}", json={"price_per_request": 1}).status_code == 200
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+    _wait_for_usage(developer.client, 2)
+    moved = developer.client.patch(f"/applications/{app_id}", json={"plan": free})
+    assert moved.status_code == 200, moved.text
+    account = developer.client.get("/billing/statements").json()["accounts"][0]
+    amounts = sorted((line["price_per_request"], line["amount"]) for line in account["lines"])
+    # One line per price period, each at its own prices; the free plan reprices nothing.
+    assert amounts == [("0.1", "0.19"), ("1", "1.09")]
+    assert {line["plan"] for line in account["lines"]} == {plan}
+    assert account["total"] == "1.28"
 
 
 def test_admin_actions_are_audited(platform: Platform, make: Factory) -> None:

@@ -44,6 +44,7 @@ def test_every_console_page_renders(console: httpx.Client):
         "/deployments",
         "/usage",
         "/billing",
+        "/revenue",
         "/audit",
     ):
         response = console.get(f"/console{page}")

@@ -15,7 +15,7 @@ from openmaas.access.snapshot import SnapshotStore, UserEntry
 from openmaas.domain.accounts import Principal, Role, User
 from openmaas.domain.errors import Conflict, Forbidden, NotFound, Unauthorized
 from openmaas.domain.usernames import normalise
-from openmaas.store import Database, users_repo
+from openmaas.store import Database, access_repo, users_repo
 from openmaas.store.tables import UserRow
 
 # Verified against when the login names nobody, so both cases take the same time.
@@ -33,6 +33,7 @@ def user_from_row(row: UserRow) -> User:
         has_password=row.password_hash is not None,
         sso=row.oidc_subject is not None,
         created_at=row.created_at,
+        archived_at=row.archived_at,
     )
 
 
@@ -171,9 +172,39 @@ class AccountService:
                 changes.get("disabled") or changes.get("role", row.role) != row.role
             ):
                 raise Forbidden("admins cannot demote or disable themselves", code="self_change")
+            if row.archived_at is not None:
+                raise Conflict("the user is archived", code="user_archived")
             users_repo.apply(row, changes)
             audit(session, actor, "user.update", f"user:{row.id}", **changes)
             await commit_change(session, self.snapshots)
+        return user_from_row(row)
+
+    async def archive(self, actor: Principal, user_id: int) -> User:
+        """Delete a user as far as anyone can tell: disabled, keys revoked, applications
+        archived; their usage, statements and invoices stay (an admin may purge them)."""
+        async with self.db.session() as session:
+            row = await users_repo.get_user(session=session, user_id=user_id)
+            if row is None:
+                raise NotFound("no such user", code="user_not_found")
+            if row.id == actor.user_id:
+                raise Forbidden("admins cannot delete themselves", code="self_change")
+            if row.archived_at is None:
+                now = datetime.now(UTC)
+                row.archived_at = now
+                row.disabled = True
+                archived = await access_repo.archive_applications(
+                    session=session, user_id=row.id, now=now
+                )
+                revoked = await users_repo.revoke_keys(session=session, user_id=row.id, now=now)
+                audit(
+                    session,
+                    actor,
+                    "user.archive",
+                    f"user:{row.id}",
+                    applications=archived,
+                    keys=revoked,
+                )
+                await commit_change(session, self.snapshots)
         return user_from_row(row)
 
     async def sso_user(

@@ -17,7 +17,7 @@ from openmaas.access.credentials import new_key
 from openmaas.access.snapshot import SnapshotStore
 from openmaas.domain.accounts import Principal
 from openmaas.domain.applications import ApiKey, Application, ApplicationStatus
-from openmaas.domain.errors import Conflict, Forbidden, NotFound
+from openmaas.domain.errors import BadRequest, Conflict, Forbidden, NotFound
 from openmaas.store import Database, access_repo, users_repo
 from openmaas.store.tables import ApiKeyRow, ApplicationRow, PlanRow, UserRow
 
@@ -32,6 +32,7 @@ def application_from_rows(app: ApplicationRow, plan: PlanRow, user: UserRow) -> 
         plan=plan.name,
         status=ApplicationStatus(app.status),
         created_at=app.created_at,
+        archived_at=app.archived_at,
     )
 
 
@@ -47,6 +48,11 @@ def key_from_row(row: ApiKeyRow) -> ApiKey:
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
     )
+
+
+def _not_archived(app: ApplicationRow) -> None:
+    if app.archived_at is not None:
+        raise Conflict(f"application {app.id} is archived", code="application_archived")
 
 
 def _not_found(application_id: int) -> NotFound:
@@ -94,10 +100,14 @@ class ApplicationService:
             raise NotFound(f"no plan {name!r}", code="plan_not_found")
         return plan
 
-    async def list(self, actor: Principal, *, user_id: int | None = None) -> list[Application]:
+    async def list(
+        self, actor: Principal, *, user_id: int | None = None, include_archived: bool = False
+    ) -> list[Application]:
         owner = user_id if actor.is_admin else actor.user_id
         async with self.db.session() as session:
-            rows = await access_repo.list_applications(session=session, user_id=owner)
+            rows = await access_repo.list_applications(
+                session=session, user_id=owner, include_archived=include_archived
+            )
         return [application_from_rows(*row) for row in rows]
 
     async def get(self, actor: Principal, application_id: int) -> Application:
@@ -148,6 +158,9 @@ class ApplicationService:
     ) -> Application:
         async with self.db.session() as session:
             app, plan, owner = await self._owned(session, actor, application_id)
+            _not_archived(app)
+            if changes.get("status") == ApplicationStatus.ARCHIVED.value:
+                raise BadRequest("delete the application to archive it", code="invalid_status")
             if "status" in changes and not actor.is_admin:
                 raise Forbidden(
                     "only admins approve or suspend applications", code="admin_required"
@@ -165,10 +178,16 @@ class ApplicationService:
             return application_from_rows(app, plan, owner)
 
     async def delete(self, actor: Principal, application_id: int) -> None:
+        """Archive: the application and its keys stop working at once; its usage,
+        statements and invoices stay, for its owner and for admins."""
         async with self.db.session() as session:
             app, _plan, _owner = await self._owned(session, actor, application_id)
-            await session.delete(app)
-            audit(session, actor, "application.delete", f"application:{application_id}")
+            if app.archived_at is not None:
+                return
+            now = datetime.now(UTC)
+            app.status, app.archived_at = ApplicationStatus.ARCHIVED.value, now
+            keys = await users_repo.revoke_keys(session=session, application_id=app.id, now=now)
+            audit(session, actor, "application.archive", f"application:{app.id}", keys=keys)
             await commit_change(session, self.snapshots)
 
     async def list_keys(
@@ -194,7 +213,9 @@ class ApplicationService:
         """A new key and the secret, which is shown this once and never stored."""
         async with self.db.session() as session:
             if application_id is not None:
-                owner_id = (await self._owned(session, actor, application_id))[0].user_id
+                app = (await self._owned(session, actor, application_id))[0]
+                _not_archived(app)
+                owner_id = app.user_id
             elif actor.user_id is None:
                 raise Forbidden("the admin key has no personal keys", code="no_owner")
             else:

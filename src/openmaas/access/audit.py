@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -22,8 +23,15 @@ def audit(
         actor_id=actor.user_id,
         action=action,
         target=target,
-        details={k: v for k, v in details.items() if v is not None},
+        details={k: _plain(v) for k, v in details.items() if v is not None},
     )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: exact amounts as strings, as the API shows them."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
 
 
 async def commit_change(session: AsyncSession, snapshots: SnapshotStore) -> None:

@@ -67,6 +67,26 @@ async def update_user(
     return (await platform.accounts.update(admin, user_id, changes)).to_dict()
 
 
+@router.delete("/users/{user_id}")
+async def archive_user(user_id: IdPath, admin: AdminDep, platform: PlatformDep) -> dict[str, Any]:
+    """Delete a user: archived (disabled, keys revoked, applications archived), history kept."""
+    return (await platform.accounts.archive(admin, user_id)).to_dict()
+
+
+@router.post("/users/{user_id}/purge")
+async def purge_user(user_id: IdPath, admin: AdminDep, platform: PlatformDep) -> dict[str, Any]:
+    """Remove an archived user, their keys, applications and invoiced usage (audited)."""
+    return await platform.purge.user(admin, user_id)
+
+
+@router.post("/applications/{application_id}/purge")
+async def purge_application(
+    application_id: IdPath, admin: AdminDep, platform: PlatformDep
+) -> dict[str, Any]:
+    """Remove an archived application, its keys and its invoiced usage (audited)."""
+    return await platform.purge.application(admin, application_id)
+
+
 @router.get("/audit")
 async def audit_log(
     platform: PlatformDep,

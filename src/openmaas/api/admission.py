@@ -172,6 +172,7 @@ def _record(platform: Platform, request: Request, call: Call, status: int, secon
             latency_ms=seconds * 1000,
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,
+            terms=call.admission.terms if call.admission is not None else None,
         )
     )
 

@@ -74,8 +74,11 @@ async def list_applications(
     principal: PrincipalDep,
     platform: PlatformDep,
     user_id: int | None = Query(None, ge=1, le=MAX_ID, description="Admins only"),
+    include_archived: bool = Query(False, description="Also deleted (archived) applications"),
 ) -> dict[str, Any]:
-    apps = await platform.applications.list(principal, user_id=user_id)
+    apps = await platform.applications.list(
+        principal, user_id=user_id, include_archived=include_archived
+    )
     return {"applications": [app.to_dict() for app in apps]}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
@@ -15,7 +16,11 @@ router = APIRouter(route_class=JsonBodyRoute, prefix="/plans", tags=["plans"])
 
 PLAN_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Limit = Annotated[int | None, Field(ge=1, le=10**15)]
-Price = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+# A number or a string ("0.0015"); kept exact (Decimal), at most 12 digits after the point.
+Price = Annotated[
+    Decimal,
+    Field(ge=0, le=10**9, decimal_places=12, allow_inf_nan=False),
+]
 ModelPattern = Annotated[str, Field(min_length=1, max_length=128)]
 MAX_RULES = 100
 
@@ -66,9 +71,9 @@ class PlanCreate(_Limits):
         max_length=1000,
         description='Model names or patterns ("llama-*"); ["*"] is every model',
     )
-    price_per_1k_input_tokens: Price = 0.0
-    price_per_1k_output_tokens: Price = 0.0
-    price_per_request: Price = 0.0
+    price_per_1k_input_tokens: Price = Decimal(0)
+    price_per_1k_output_tokens: Price = Decimal(0)
+    price_per_request: Price = Decimal(0)
     approval_required: bool = False
     rules: Rules = Field(default_factory=list)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openmaas.cli import artifacts, db, deployments, health, models, plans, routes, serve
+from openmaas.cli import artifacts, billing, db, deployments, health, models, plans, routes, serve
 
 app = typer.Typer(
     rich_markup_mode=None,  # plain help: Rich costs more to import than the rest
@@ -22,6 +22,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
 app.add_typer(routes.app, name="routes")
 app.add_typer(plans.app, name="plans")
+app.add_typer(billing.invoices, name="invoices")
+app.add_typer(billing.usage, name="usage")
 app.add_typer(artifacts.app, name="artifacts")
 
 

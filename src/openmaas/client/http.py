@@ -181,6 +181,30 @@ class Client:
     def delete_plan(self, name: str) -> None:
         self._call("DELETE", f"/plans/{name}")
 
+    def _text(self, path: str, params: dict[str, Any]) -> str:
+        """A file the server renders (CSV, HTML): its text, or the JSON error raised."""
+        response = self._http.get(path, params=params)
+        if response.status_code >= 400:
+            self._call("GET", path, params=params)  # raises the error it answers
+        return response.text
+
+    def invoices(self, month: str | None = None, user_id: int | None = None) -> list[Any]:
+        params = {k: v for k, v in {"month": month, "user_id": user_id}.items() if v}
+        return list(self._call("GET", "/invoices", params=params)["invoices"])
+
+    def invoice(self, number: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/invoices/{number}"))
+
+    def invoice_file(self, number: str, format: str) -> str:
+        return self._text(f"/invoices/{number}", {"format": format})
+
+    def close_month(self, month: str | None = None) -> dict[str, Any]:
+        return dict(self._call("POST", "/invoices/close", json={"month": month}))
+
+    def usage_export(self, format: str, **filters: Any) -> str:
+        params = {"format": format, **{k: v for k, v in filters.items() if v is not None}}
+        return self._text("/usage/export", params)
+
     def upload_version(
         self,
         name: str,

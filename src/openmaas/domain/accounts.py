@@ -36,9 +36,11 @@ class User:
     has_password: bool
     sso: bool
     created_at: datetime
+    archived_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "archived_at": self.archived_at.isoformat() if self.archived_at else None,
             "id": self.id,
             "username": self.username,
             "email": self.email,

@@ -12,6 +12,7 @@ class ApplicationStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    ARCHIVED = "archived"  # deleted by its owner: never works again, its usage is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +25,11 @@ class Application:
     plan: str
     status: ApplicationStatus
     created_at: datetime
+    archived_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "archived_at": self.archived_at.isoformat() if self.archived_at else None,
             "id": self.id,
             "name": self.name,
             "description": self.description,

@@ -17,9 +17,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import IntEnum
 from fnmatch import translate
 from typing import Any
+
+from openmaas.domain.money import ZERO, price, text
 
 
 class Metric(IntEnum):
@@ -91,11 +94,13 @@ class PlanRule:
     models: tuple[str, ...]
     name: str = ""
     limits: Mapping[str, int] = field(default_factory=dict)
-    prices: Mapping[str, float] = field(default_factory=dict)
+    prices: Mapping[str, Decimal] = field(default_factory=dict)
     _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_pattern", _matcher(self.models))
+        exact = {name: price(value, name=name) for name, value in self.prices.items()}
+        object.__setattr__(self, "prices", exact)
 
     def matches(self, model_name: str) -> bool:
         if not self.models:
@@ -114,7 +119,7 @@ class PlanRule:
             models=tuple(data.get("models") or ()),
             name=str(data.get("name") or ""),
             limits={k: int(data[k]) for k in LIMIT_FIELDS if data.get(k) is not None},
-            prices={k: float(data[k]) for k in PRICE_FIELDS if data.get(k) is not None},
+            prices={k: price(data[k], name=k) for k in PRICE_FIELDS if data.get(k) is not None},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +127,7 @@ class PlanRule:
         if self.name:
             body["name"] = self.name
         body.update(self.limits)
-        body.update(self.prices)
+        body.update({name: text(value) for name, value in self.prices.items()})
         return body
 
 
@@ -139,13 +144,28 @@ class PlanTerms:
     rule: int | None
     rule_name: str | None
     limits: tuple[Limit, ...]
-    price_per_1k_input_tokens: float
-    price_per_1k_output_tokens: float
-    price_per_request: float
+    price_per_1k_input_tokens: Decimal
+    price_per_1k_output_tokens: Decimal
+    price_per_request: Decimal
     request_limits: tuple[Limit, ...] = field(default=(), compare=False)
     token_limits: tuple[Limit, ...] = field(default=(), compare=False)
+    # What a usage record keeps of these terms: plan, rule and unit prices.
+    billing_key: tuple[Any, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "billing_key",
+            (
+                self.plan_id,
+                self.plan,
+                self.rule,
+                self.rule_name,
+                self.price_per_request,
+                self.price_per_1k_input_tokens,
+                self.price_per_1k_output_tokens,
+            ),
+        )
         object.__setattr__(
             self, "request_limits", tuple(x for x in self.limits if not x.counts_tokens)
         )
@@ -170,9 +190,9 @@ class PlanTerms:
             "rule": self.rule,
             "rule_name": self.rule_name,
             "limits": {item.name: item.amount for item in self.limits},
-            "price_per_1k_input_tokens": self.price_per_1k_input_tokens,
-            "price_per_1k_output_tokens": self.price_per_1k_output_tokens,
-            "price_per_request": self.price_per_request,
+            "price_per_1k_input_tokens": text(self.price_per_1k_input_tokens),
+            "price_per_1k_output_tokens": text(self.price_per_1k_output_tokens),
+            "price_per_request": text(self.price_per_request),
         }
 
 
@@ -197,9 +217,10 @@ class Plan:
     tokens_per_hour: int | None = None
     tokens_per_day: int | None = None
     monthly_token_quota: int | None = None
-    price_per_1k_input_tokens: float = 0.0
-    price_per_1k_output_tokens: float = 0.0
-    price_per_request: float = 0.0
+    # Exact prices (``Decimal``), in the platform's currency.
+    price_per_1k_input_tokens: Decimal = ZERO
+    price_per_1k_output_tokens: Decimal = ZERO
+    price_per_request: Decimal = ZERO
     approval_required: bool = False
     rules: tuple[PlanRule, ...] = ()
     created_at: datetime | None = None
@@ -208,6 +229,8 @@ class Plan:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_pattern", _matcher(self.models))
+        for name in PRICE_FIELDS:  # whatever a caller gave, kept exact
+            object.__setattr__(self, name, price(getattr(self, name) or 0, name=name))
 
     def allows(self, model_name: str) -> bool:
         if not self.models:
@@ -263,7 +286,7 @@ class Plan:
             "description": self.description,
             "models": list(self.models),
             **{name: getattr(self, name) for name in LIMIT_FIELDS},
-            **{name: getattr(self, name) for name in PRICE_FIELDS},
+            **{name: text(getattr(self, name)) for name in PRICE_FIELDS},
             "approval_required": self.approval_required,
             "rules": [rule.to_dict() for rule in self.rules],
             "created_at": self.created_at.isoformat() if self.created_at else None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from openmaas.domain.plans import PlanTerms
+
 
 @dataclass(frozen=True, slots=True)
 class UsageEvent:
@@ -20,3 +22,5 @@ class UsageEvent:
     latency_ms: float
     input_tokens: int = 0
     output_tokens: int = 0
+    # The plan's terms for the model when the request ran: its prices are fixed here.
+    terms: PlanTerms | None = None

@@ -1,7 +1,8 @@
 """Usage metering: events aggregated in memory, written to the database in batches.
 
 ``record`` is called once per inference request; it only adds numbers to an in-memory
-bucket per (minute, user, application, key, model, version, endpoint, protocol, status).
+bucket per (minute, user, application, key, model, version, endpoint, protocol, status,
+and the plan, rule and unit prices in force: the price is fixed when the tokens are used).
 A background task writes the buckets every ``usage_flush_seconds`` in one transaction,
 and ``stop`` writes what is left on a graceful shutdown. A failed write keeps the buckets
 and retries them on the next flush; past ``max_buckets`` they go to spill files
@@ -17,11 +18,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import anyio
 
 from openmaas.background import Periodic
+from openmaas.domain.money import to_decimal
 from openmaas.domain.usage import UsageEvent
 from openmaas.metering.spill import UsageSpill
 from openmaas.store import Database, usage_repo
@@ -31,8 +34,9 @@ __all__ = ["UsageEvent", "UsageRecorder"]
 logger = logging.getLogger("openmaas.metering")
 
 _BucketKey = tuple[
-    datetime, int | None, int | None, int | None, str, int | None, str | None, str, int
+    datetime, int | None, int | None, int | None, str, int | None, str | None, str, int, tuple
 ]
+_UNPRICED: tuple[Any, ...] = (None, None, None, None, None, None, None)
 
 
 @dataclass(slots=True)
@@ -86,6 +90,7 @@ class UsageRecorder:
                 event.endpoint[:128] if event.endpoint else None,
                 event.protocol[:16],
                 int(event.status),
+                event.terms.billing_key if event.terms is not None else _UNPRICED,
             )
             bucket = self._buckets.get(key)
             if bucket is None:
@@ -193,9 +198,21 @@ class UsageRecorder:
                 await asyncio.sleep(0.2)
 
 
+def _price(value: Any) -> Decimal | None:
+    return None if value is None else to_decimal(value)
+
+
 def _row(key: _BucketKey, bucket: _Bucket) -> dict[str, Any]:
-    minute, user_id, application_id, key_id, model, version, endpoint, protocol, status = key
+    minute, user_id, application_id, key_id, model, version, endpoint, protocol, status, terms = key
+    plan_id, plan, rule, rule_name, per_request, per_1k_input, per_1k_output = terms
     return {
+        "plan_id": plan_id,
+        "plan": plan,
+        "rule": rule,
+        "rule_name": rule_name,
+        "price_per_request": _price(per_request),
+        "price_per_1k_input_tokens": _price(per_1k_input),
+        "price_per_1k_output_tokens": _price(per_1k_output),
         "minute": minute,
         "day": minute.date(),
         "month": minute.strftime("%Y-%m"),

@@ -19,6 +19,7 @@ from openmaas.domain.applications import ApplicationStatus
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.plans import LIMIT_FIELDS, PRICE_FIELDS
+from openmaas.metering.revenue import revenue
 from openmaas.portal.charts import bar_chart, days
 from openmaas.portal.developer import _id, usage_page
 from openmaas.portal.web import PageRoute, admin, done, form, platform_of, render
@@ -232,6 +233,28 @@ async def billing(request: Request, month: str | None = None) -> Response:
     who = admin(request)
     statement = await platform_of(request).billing.statements(who.principal, month=month)
     return render(request, "billing.html", who, statement=statement, console=True)
+
+
+@router.get("/revenue")
+async def revenue_page(request: Request) -> Response:
+    who = admin(request)
+    platform = platform_of(request)
+    report = await revenue(platform.db, platform.billing)
+    unit = f"{report['currency']} minor units"
+    charts = {
+        name: bar_chart(
+            [(row["name"], row["minor_units"]) for row in report[name]],
+            label=f"Revenue {title} ({unit})",
+            unit=unit,
+        )
+        for name, title in (
+            ("by_month", "per month"),
+            ("by_plan", "per plan"),
+            ("by_model", "per model"),
+            ("by_account", "per account"),
+        )
+    }
+    return render(request, "console/revenue.html", who, report=report, charts=charts)
 
 
 @router.get("/audit")

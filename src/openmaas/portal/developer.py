@@ -25,6 +25,7 @@ from openmaas.api.auth import (
 from openmaas.domain.errors import BadRequest, OpenMaaSError
 from openmaas.domain.plans import LIMIT_FIELDS, PRICE_FIELDS
 from openmaas.domain.usernames import normalise
+from openmaas.metering.billing import this_month
 from openmaas.portal import catalogue
 from openmaas.portal.charts import bar_chart, days
 from openmaas.portal.web import (
@@ -208,6 +209,7 @@ async def _application_page(
         app=app,
         keys=keys,
         plan=plan,
+        plans=[item.name for item in await platform.plans.list()],
         limits=LIMIT_FIELDS,
         prices=PRICE_FIELDS,
         **extra,
@@ -253,6 +255,26 @@ async def key_action(request: Request, application_id: int, key_id: int, action:
     response = await _application_page(request, who, application_id, secret=secret, new_key=key)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@router.post("/portal/applications/{application_id}/plan")
+async def change_plan(request: Request, application_id: int) -> Response:
+    """Move an application to another plan: prices change from now on, never backwards."""
+    who = logged_in(request)
+    fields = await form(request, who)
+    app = await platform_of(request).applications.update(
+        who.principal, _id(application_id), {"plan": (fields.get("plan") or "").strip()}
+    )
+    return done(f"/portal/applications/{app.id}", f"{app.name} is now on plan {app.plan}.")
+
+
+@router.post("/portal/applications/{application_id}/delete")
+async def delete_application(request: Request, application_id: int) -> Response:
+    """Archive: the keys stop working at once; usage, statements and invoices stay."""
+    who = logged_in(request)
+    await form(request, who)
+    await platform_of(request).applications.delete(who.principal, _id(application_id))
+    return done("/portal/applications", "Application deleted; its usage stays on your bills.")
 
 
 @router.get("/portal/plans")
@@ -310,8 +332,17 @@ async def usage_page(request: Request, who: Visitor, template: str, **extra: Any
 @router.get("/portal/billing")
 async def billing(request: Request, month: str | None = None) -> Response:
     who = logged_in(request)
-    statement = await platform_of(request).billing.statements(who.principal, month=month)
-    return render(request, "billing.html", who, statement=statement)
+    platform = platform_of(request)
+    statement = await platform.billing.statements(who.principal, month=month)
+    invoices = await platform.invoices.list(who.principal)
+    return render(
+        request,
+        "billing.html",
+        who,
+        statement=statement,
+        invoices=invoices,
+        current_month=this_month(),
+    )
 
 
 @router.get("/portal/account")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -96,8 +97,18 @@ async def get_application(
     return None if found is None else (found[0], found[1], found[2])
 
 
+async def archive_applications(*, session: AsyncSession, user_id: int, now: datetime) -> int:
+    """Archive every application of a user (their keys are revoked by the caller)."""
+    result = await session.execute(
+        update(ApplicationRow)
+        .where(ApplicationRow.user_id == user_id, ApplicationRow.archived_at.is_(None))
+        .values(status="archived", archived_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def list_applications(
-    *, session: AsyncSession, user_id: int | None = None
+    *, session: AsyncSession, user_id: int | None = None, include_archived: bool = True
 ) -> list[tuple[ApplicationRow, PlanRow, UserRow]]:
     query = (
         select(ApplicationRow, PlanRow, UserRow)
@@ -107,6 +118,8 @@ async def list_applications(
     )
     if user_id is not None:
         query = query.where(ApplicationRow.user_id == user_id)
+    if not include_archived:
+        query = query.where(ApplicationRow.archived_at.is_(None))
     return [(a, p, u) for a, p, u in (await session.execute(query)).all()]
 
 

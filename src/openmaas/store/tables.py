@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     TypeDecorator,
@@ -43,6 +45,34 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """Exact decimals on every backend: NUMERIC on PostgreSQL, text on SQLite.
+
+    SQLite has no exact decimal type (its NUMERIC affinity turns 0.1 into a float), so
+    there the digits are kept as text; money is always added up in Python, never by SUM.
+    """
+
+    impl = Numeric(28, 12)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(Numeric(28, 12, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        value = value if isinstance(value, Decimal) else Decimal(str(value))
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        result = value if isinstance(value, Decimal) else Decimal(str(value))
+        return result.normalize() if result else Decimal(0)
 
 
 class Base(DeclarativeBase):
@@ -142,6 +172,8 @@ class UserRow(Base):
     username_skeleton: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     # Sessions issued before this instant are void too (logging out ends them everywhere).
     sessions_ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Set when an admin deletes the account: it is disabled for good, its history kept.
+    archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ApiKeyRow(Base):
@@ -185,9 +217,9 @@ class PlanRow(Base):
     output_tokens_per_day: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Ordered per-model rules: [{"models": [...], "name"?, limits and prices it replaces}].
     rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    price_per_1k_input_tokens: Mapped[float] = mapped_column(Float, default=0.0)
-    price_per_1k_output_tokens: Mapped[float] = mapped_column(Float, default=0.0)
-    price_per_request: Mapped[float] = mapped_column(Float, default=0.0)
+    price_per_1k_input_tokens: Mapped[Decimal] = mapped_column(ExactDecimal(), default=Decimal(0))
+    price_per_1k_output_tokens: Mapped[Decimal] = mapped_column(ExactDecimal(), default=Decimal(0))
+    price_per_request: Mapped[Decimal] = mapped_column(ExactDecimal(), default=Decimal(0))
     approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -204,6 +236,8 @@ class ApplicationRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when its owner deletes it (status "archived"): keys revoked, history kept.
+    archived_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class UsageRow(Base):
@@ -237,6 +271,21 @@ class UsageRow(Base):
     output_tokens: Mapped[int] = mapped_column(BigInteger)
     latency_ms_sum: Mapped[float] = mapped_column(Float)
     latency_ms_max: Mapped[float] = mapped_column(Float)
+    # The terms in force when the requests ran: which plan and rule, at which unit
+    # prices. A plan changed later, or an application moved to another plan, leaves
+    # these as they were. None: no plan applied (an admin key), nothing is billed.
+    plan_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    plan: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rule: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rule_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    price_per_request: Mapped[Decimal | None] = mapped_column(ExactDecimal(), nullable=True)
+    price_per_1k_input_tokens: Mapped[Decimal | None] = mapped_column(ExactDecimal(), nullable=True)
+    price_per_1k_output_tokens: Mapped[Decimal | None] = mapped_column(
+        ExactDecimal(), nullable=True
+    )
+    # The month whose closing put this row on an invoice; None: not invoiced yet. A row
+    # of a month already closed (written late) goes onto the next close, as an adjustment.
+    billed_month: Mapped[str | None] = mapped_column(String(7), nullable=True, index=True)
 
 
 class AuditRow(Base):
@@ -301,3 +350,65 @@ class ModelRouteRow(Base):
     conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MonthCloseRow(Base):
+    """One row per closed month: inserting it elects the one worker that closes it."""
+
+    __tablename__ = "billing_closes"
+
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    closed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_by: Mapped[str] = mapped_column(String(128))
+
+
+class InvoiceRow(Base):
+    """A closed month's bill of one account; never changes (database triggers refuse it).
+
+    ``user_id`` is a plain number, not a foreign key, and the username is copied: an
+    invoice outlives the account it bills, even a purged one.
+    """
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("user_id", "month", name="uq_invoices_user_month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(Integer, index=True)
+    username: Mapped[str] = mapped_column(String(128))
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[Decimal] = mapped_column(ExactDecimal())
+    total: Mapped[Decimal] = mapped_column(ExactDecimal())
+    closed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    lines: Mapped[list[InvoiceLineRow]] = relationship(
+        order_by="InvoiceLineRow.position", lazy="selectin"
+    )
+
+
+class InvoiceLineRow(Base):
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # "usage" | "adjustment"
+    usage_month: Mapped[str] = mapped_column(String(7))
+    application_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    application: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    plan: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rule_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    period_start: Mapped[datetime] = mapped_column()
+    period_end: Mapped[datetime] = mapped_column()
+    requests: Mapped[int] = mapped_column(BigInteger)
+    input_tokens: Mapped[int] = mapped_column(BigInteger)
+    output_tokens: Mapped[int] = mapped_column(BigInteger)
+    price_per_request: Mapped[Decimal] = mapped_column(ExactDecimal())
+    price_per_1k_input_tokens: Mapped[Decimal] = mapped_column(ExactDecimal())
+    price_per_1k_output_tokens: Mapped[Decimal] = mapped_column(ExactDecimal())
+    amount: Mapped[Decimal] = mapped_column(ExactDecimal())

@@ -86,3 +86,70 @@ async def summarize(
             continue
         result.append(item)
     return result
+
+
+# What a line of a statement or an invoice is made of: who, which model, and the terms
+# (plan, rule, unit prices) the usage was recorded with.
+PRICED_GROUPS: tuple[Any, ...] = (
+    UsageRow.user_id,
+    UsageRow.application_id,
+    UsageRow.model,
+    UsageRow.plan_id,
+    UsageRow.plan,
+    UsageRow.rule,
+    UsageRow.rule_name,
+    UsageRow.price_per_request,
+    UsageRow.price_per_1k_input_tokens,
+    UsageRow.price_per_1k_output_tokens,
+)
+
+
+def priced_query(*conditions: Any, by_month: bool = False, extra: Sequence[Any] = ()) -> Any:
+    """Billable sums per account, application, model and terms, over the rows selected.
+
+    Requests count when they succeeded (status below 400); tokens whenever counted.
+    Rows without a plan (an admin's own calls) bill nothing and are left out.
+    """
+    groups = (*PRICED_GROUPS, *((UsageRow.month,) if by_month else ()), *extra)
+    billable = func.sum(case((UsageRow.status < 400, UsageRow.requests), else_=0))
+    return (
+        select(
+            *groups,
+            billable.label("requests"),
+            func.sum(UsageRow.input_tokens).label("input_tokens"),
+            func.sum(UsageRow.output_tokens).label("output_tokens"),
+            func.min(UsageRow.minute).label("period_start"),
+            func.max(UsageRow.minute).label("period_end"),
+        )
+        .where(UsageRow.plan_id.is_not(None), *conditions)
+        .group_by(*groups)
+        .order_by(*extra, UsageRow.user_id, UsageRow.application_id, UsageRow.model, "period_start")
+    )
+
+
+async def priced_usage(
+    *, session: AsyncSession, month: str, user_id: int | None = None
+) -> list[dict[str, Any]]:
+    conditions = [UsageRow.month == month]
+    if user_id is not None:
+        conditions.append(UsageRow.user_id == user_id)
+    return [dict(row) for row in (await session.execute(priced_query(*conditions))).mappings()]
+
+
+async def priced_usage_by_day(
+    *,
+    session: AsyncSession,
+    user_id: int | None = None,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[dict[str, Any]]:
+    """Billable sums per day, application, model and terms (the usage export)."""
+    conditions = []
+    if user_id is not None:
+        conditions.append(UsageRow.user_id == user_id)
+    if start is not None:
+        conditions.append(UsageRow.day >= start)
+    if end is not None:
+        conditions.append(UsageRow.day <= end)
+    query = priced_query(*conditions, extra=(UsageRow.day,))
+    return [dict(row) for row in (await session.execute(query)).mappings()]

@@ -117,6 +117,23 @@ async def list_keys(
     return list(await session.scalars(query))
 
 
+async def revoke_keys(
+    *,
+    session: AsyncSession,
+    now: datetime,
+    user_id: int | None = None,
+    application_id: int | None = None,
+) -> int:
+    """Revoke every live key of a user or of an application; how many were."""
+    query = update(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None)).values(revoked_at=now)
+    if user_id is not None:
+        query = query.where(ApiKeyRow.user_id == user_id)
+    if application_id is not None:
+        query = query.where(ApiKeyRow.application_id == application_id)
+    result = await session.execute(query)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 async def get_key(*, session: AsyncSession, key_id: int) -> ApiKeyRow | None:
     return await session.get(ApiKeyRow, key_id)
 
