@@ -81,6 +81,8 @@ class Platform:
             registry,
             cache_bytes=settings.model_cache_bytes,
             sync_interval_s=settings.sync_interval_s,
+            ray_address=settings.ray_address,
+            ray_app_prefix=settings.ray_app_prefix,
         )
         routing = RoutingService(
             db,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,16 @@ class DeployRequest(BaseModel):
     warm: bool = Field(True, description="Load now rather than on first request")
     wait: bool = Field(True, description="Answer once loaded (else 202 while deploying)")
     options: dict[str, Any] = Field(default_factory=dict)
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: in the gateway; ray: on the Ray Serve cluster"
+    )
+    num_replicas: int | None = Field(None, description="Ray: a fixed number of replicas")
+    autoscaling: dict[str, Any] | None = Field(
+        None, description="Ray: min_replicas, max_replicas, target_ongoing_requests"
+    )
+    ray_actor_options: dict[str, Any] | None = Field(
+        None, description="Ray: num_cpus and memory (bytes) each replica reserves"
+    )
 
 
 class UndeployRequest(BaseModel):
@@ -50,6 +60,10 @@ async def deploy(body: DeployRequest, platform: PlatformDep) -> dict[str, Any]:
         timeout_s=body.timeout_s,
         warm=body.warm,
         options=body.options,
+        engine=body.engine,
+        num_replicas=body.num_replicas,
+        autoscaling=body.autoscaling,
+        ray_actor_options=body.ray_actor_options,
     )
     deployment = await platform.serving.deploy(
         model_name=body.model_name,
@@ -95,4 +109,4 @@ async def get_deployment(endpoint_name: str, platform: PlatformDep) -> dict[str,
     endpoint = platform.serving.table.by_name.get(endpoint_name)
     if endpoint is None:
         raise NotFound(f"no endpoint {endpoint_name!r} is deployed", code="endpoint_not_found")
-    return endpoint.to_dict()
+    return await platform.serving.describe(endpoint)
