@@ -29,6 +29,7 @@ pytestmark = pytest.mark.ray
 
 # Ray reserves this many CPUs for its replicas: the machine is shared.
 _CPUS = 2
+_START_ATTEMPTS = 3
 
 
 @dataclass
@@ -72,13 +73,14 @@ def _start_args(command: str, temp_dir: Path) -> tuple[list[str], str]:
     return args, f"127.0.0.1:{port}"
 
 
-def _wait_for_cluster(process: subprocess.Popen[bytes], address: str, log: Path) -> None:
+def _wait_for_cluster(process: subprocess.Popen[bytes], address: str) -> str | None:
+    """None once this process is connected to the cluster, else why it did not start."""
     import ray
 
     deadline = time.monotonic() + 120
     while True:
         if process.poll() is not None:
-            unavailable("Ray", f"ray start exited: {log.read_text()[-2000:]}")
+            return "ray start exited"
         try:
             ray.init(
                 address=address,
@@ -86,11 +88,23 @@ def _wait_for_cluster(process: subprocess.Popen[bytes], address: str, log: Path)
                 log_to_driver=False,
                 configure_logging=False,
             )
-            return
+            return None
         except Exception as exc:
             if time.monotonic() > deadline:
-                unavailable("Ray", f"no cluster at {address} after 120 s: {exc!r}")
+                return f"no cluster at {address} after 120 s: {exc!r}"
             time.sleep(1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the ``ray start --block`` we started: it takes its cluster down with it."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")
@@ -105,16 +119,27 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if command is None:
         unavailable("Ray", "no ray command next to this Python")
     assert command is not None
-    temp_dir = tmp_path_factory.mktemp("ray")
-    log = temp_dir / "start.log"
-    args, address = _start_args(command, temp_dir)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            args, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+    process: subprocess.Popen[bytes] | None = None
+    # Ray gives its node 30 s to register; on a loaded machine that can pass, so the
+    # cluster gets a few tries (each with ports of its own) before the group gives up.
+    for _ in range(_START_ATTEMPTS):
+        temp_dir = tmp_path_factory.mktemp("ray")
+        log = temp_dir / "start.log"
+        args, address = _start_args(command, temp_dir)
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                args, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        failure = _wait_for_cluster(process, address)
+        if failure is None:
+            break
+        _stop(process)
+        process = None
+    if process is None:
+        unavailable("Ray", f"{failure}: {log.read_text()[-2000:]}")
+    assert process is not None
     try:
-        _wait_for_cluster(process, address, log)
         yield address
     finally:
         try:
@@ -122,12 +147,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 serve.shutdown()
                 ray.shutdown()
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+            _stop(process)
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,18 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from openmaas.cli.main import app as cli
 from openmaas.demo.training import train_binary_classifier
-from tests.accounts import Factory
+from tests.accounts import PASSWORD, Factory
+from tests.conftest import ADMIN_KEY
+from tests.portal.pages import log_in, visitor
 from tests.ray.conftest import RayPlatform
 from tests.serving.helpers import register
 
 pytestmark = pytest.mark.ray
+runner = CliRunner()
 
 ROWS = [[0.9, 0.9, 0.1], [0.1, 0.1, 0.9]]
 
@@ -41,6 +46,24 @@ def _replica_actors(app_name: str) -> list[Any]:
         if actor["name"].startswith(f"SERVE_REPLICA::{app_name}#"):
             found.append(ray.get_actor(actor["name"], namespace=actor["namespace"]))
     return found
+
+
+def _console(platform: RayPlatform) -> httpx.Client:
+    """A browser-like client logged in to the console as a new admin."""
+    username = f"admin{secrets.token_hex(3)}"
+    created = platform.admin.post(
+        "/admin/users",
+        json={
+            "username": username,
+            "email": f"{username}@example.org",
+            "password": PASSWORD,
+            "role": "admin",
+        },
+    )
+    assert created.status_code == 201, created.text
+    client = visitor(platform.url)
+    assert log_in(client, username, PASSWORD).status_code == 303
+    return client
 
 
 def _wait_running(admin: httpx.Client, endpoint: str, replicas: int, timeout: float) -> dict:
@@ -94,6 +117,19 @@ def test_the_deployment_lists_its_ray_replicas(
     # Ray itself runs the application, with two replica actors.
     assert _application(app_name) is not None
     assert len(_replica_actors(app_name)) == 2
+
+    # The CLI and the console show them too.
+    listed_by_cli = runner.invoke(
+        cli, ["deployments", "--url", ray_platform.url, "--key", ADMIN_KEY]
+    )
+    assert listed_by_cli.exit_code == 0, listed_by_cli.output
+    assert "ray (2 running)" in listed_by_cli.output
+    console = _console(ray_platform)
+    try:
+        row = console.get("/console/deployments").text.split(f'id="endpoint-{classifier_on_ray}"')
+        assert len(row) == 2 and "ray: RUNNING, 2 RUNNING" in row[1].split("</tr>")[0]
+    finally:
+        console.close()
 
 
 def test_predict_and_v2_through_the_gateway_with_keys_and_plans(
