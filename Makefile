@@ -2,10 +2,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,postgres,redis,s3,llm,otel
+EXTRAS ?= dev,postgres,redis,s3,llm,otel,ray
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install venv browser run test lint check clean
+# Real servers the tests talk to, each in a virtual environment of its own (its
+# dependencies never meet ours): MLServer for the remote V2 runtime.
+PEERS ?= .peers
+MLSERVER := mlserver==1.7.1 mlserver-sklearn==1.7.1
+MLSERVER_STAMP := $(PEERS)/mlserver/.installed-$(shell echo '$(MLSERVER)' | cksum | cut -d' ' -f1)
+
+.PHONY: install venv browser peers run test lint check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +32,14 @@ browser:
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1) || \
 	  echo "could not install chromium: the browser tests will be skipped"
 
+peers: $(MLSERVER_STAMP)
+
+$(MLSERVER_STAMP):
+	test -x $(PEERS)/mlserver/bin/python || $(PYTHON) -m venv $(PEERS)/mlserver
+	$(PEERS)/mlserver/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/mlserver/bin/python -m pip install --quiet $(MLSERVER)
+	rm -f $(PEERS)/mlserver/.installed-* && touch $(MLSERVER_STAMP)
+
 run: install
 	$(BIN)/openmaas serve --demo
 
@@ -34,10 +48,10 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
 
-test: install lint
+test: install lint peers
 	$(BIN)/pytest
 
 check: test
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(PEERS) .pytest_cache build *.egg-info src/*.egg-info

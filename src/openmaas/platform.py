@@ -97,6 +97,8 @@ class Platform:
                 max_prompt_tokens=settings.max_prompt_tokens,
                 max_tensor_rows=settings.max_tensor_rows,
             ),
+            ray_address=settings.ray_address,
+            ray_app_prefix=settings.ray_app_prefix,
         )
         routing = RoutingService(
             db,

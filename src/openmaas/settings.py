@@ -241,6 +241,16 @@ class Settings(BaseSettings):
     otel_service_name: str = "openmaas"
     """``service.name`` of the traces."""
 
+    ray_address: str | None = None
+    """The Ray cluster that deployments with ``"engine": "ray"`` are placed on
+    (``127.0.0.1:6379``, ``auto``, ``ray://head:10001``); unset: only ``local``. Needs the
+    ``ray`` extra, the same Ray version as the cluster, and OpenMaaS installed on its
+    workers."""
+
+    ray_app_prefix: str = "openmaas-"
+    """Ray Serve application names are this prefix and the endpoint name, so that several
+    OpenMaaS installations can share a cluster."""
+
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +41,18 @@ class DeployRequest(BaseModel):
     max_rows: int | None = Field(
         None, ge=1, le=2**31 - 1, description="Most rows in one tensor request"
     )
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: in the gateway; ray: on the Ray Serve cluster"
+    )
+    num_replicas: int | None = Field(
+        None, ge=1, le=1024, description="Ray: a fixed number of replicas"
+    )
+    autoscaling: dict[str, Any] | None = Field(
+        None, description="Ray: min_replicas, max_replicas, target_ongoing_requests"
+    )
+    ray_actor_options: dict[str, Any] | None = Field(
+        None, description="Ray: num_cpus and memory (bytes) each replica reserves"
+    )
 
 
 class UndeployRequest(BaseModel):
@@ -62,6 +74,10 @@ async def deploy(body: DeployRequest, platform: PlatformDep) -> dict[str, Any]:
         max_prompt_characters=body.max_prompt_characters,
         max_prompt_tokens=body.max_prompt_tokens,
         max_rows=body.max_rows,
+        engine=body.engine,
+        num_replicas=body.num_replicas,
+        autoscaling=body.autoscaling,
+        ray_actor_options=body.ray_actor_options,
     )
     deployment = await platform.serving.deploy(
         model_name=body.model_name,
@@ -107,4 +123,4 @@ async def get_deployment(endpoint_name: str, platform: PlatformDep) -> dict[str,
     endpoint = platform.serving.table.by_name.get(endpoint_name)
     if endpoint is None:
         raise NotFound(f"no endpoint {endpoint_name!r} is deployed", code="endpoint_not_found")
-    return endpoint.to_dict()
+    return await platform.serving.describe(endpoint)

@@ -197,11 +197,18 @@ async def deploy(request: Request) -> Response:
         raise BadRequest("the batch size is a whole number") from exc
     if not 1 <= batch <= 4096:
         raise BadRequest("the batch size is 1 to 4096")
+    engine = fields.get("engine") or "local"
+    try:
+        replicas = int(fields["num_replicas"]) if fields.get("num_replicas") else None
+    except ValueError as exc:
+        raise BadRequest("the number of replicas is a whole number") from exc
+    if engine == "local":
+        replicas = None  # the field only counts for Ray
     deployed = await platform_of(request).serving.deploy(
         model_name=fields.get("model_name", ""),
         version=fields.get("version") or None,
         endpoint_name=fields.get("endpoint_name") or None,
-        config=DeploymentConfig(max_batch_size=batch),
+        config=DeploymentConfig(max_batch_size=batch, engine=engine, num_replicas=replicas),
     )
     return done(
         "/console/deployments",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openmaas.domain.deployments import Deployment, DeploymentStatus
 from openmaas.domain.errors import NotFound
@@ -19,6 +19,9 @@ from openmaas.serving.batcher import Batcher
 from openmaas.serving.cache import CacheKey
 from openmaas.serving.metrics import EndpointMeters
 from openmaas.serving.stats import EndpointStats
+
+if TYPE_CHECKING:
+    from openmaas.serving.ray_engine import RayPlacement
 
 
 @dataclass(eq=False)
@@ -37,6 +40,8 @@ class Endpoint:
     closed: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     meters: EndpointMeters | None = None  # filled in by the data plane on first use
+    placement: RayPlacement | None = None
+    """Where the model runs when not in this process (``"engine": "ray"``)."""
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -50,7 +55,10 @@ class Endpoint:
         return (self.deployment.model_name, str(self.deployment.version))
 
     async def build_runtime(self) -> Runtime:
-        return self.runtime_class(await self.artifact())
+        spec = await self.artifact()
+        if self.placement is not None:
+            return self.placement.runtime(self.runtime_class, spec)
+        return self.runtime_class(spec)
 
     def enter(self) -> None:
         self.in_flight += 1

@@ -26,6 +26,7 @@ from openmaas.serving.dataplane import DataPlane
 from openmaas.serving.endpoints import Endpoint, EndpointTable
 from openmaas.serving.input_limits import InputLimits
 from openmaas.serving.metrics import ServingMetrics
+from openmaas.serving.ray_engine import RayCluster, RayPlacement
 from openmaas.store import Database, deployments_repo
 from openmaas.store.tables import DeploymentRow, ModelVersionRow
 
@@ -34,6 +35,8 @@ logger = logging.getLogger("openmaas.serving")
 # A loaded model takes more memory than its file; a rough factor for the budget.
 _MEMORY_FACTOR = 2
 _MIN_MODEL_BYTES = 1024 * 1024
+# What a model on Ray costs this process: a handle.
+_REMOTE_MODEL_BYTES = 64 * 1024
 
 
 class ServingService:
@@ -45,8 +48,11 @@ class ServingService:
         cache_bytes: int,
         sync_interval_s: float = 1.0,
         input_limits: InputLimits | None = None,
+        ray_address: str | None = None,
+        ray_app_prefix: str = "openmaas-",
     ) -> None:
         self.db = db
+        self.ray = RayCluster(ray_address, ray_app_prefix) if ray_address else None
         self.registry = registry
         self.metrics = ServingMetrics()
         self.cache = ModelCache(cache_bytes, self.metrics)
@@ -131,6 +137,11 @@ class ServingService:
     ) -> dict[str, Any]:
         model_version = await self.registry.resolve(ModelRef.parse(model_name, version))
         runtime_named(model_version.runtime)  # fail early for a runtime that is gone
+        if config.engine == "ray" and self.ray is None:
+            raise BadRequest(
+                "engine 'ray' needs a Ray cluster: set OPENMAAS_RAY_ADDRESS",
+                code="engine_unavailable",
+            )
         name = validate_endpoint_name(
             endpoint_name or f"{model_version.model_name}-v{model_version.version}"
         )
@@ -203,7 +214,7 @@ class ServingService:
                 await self._detach(endpoint, persist=True)
         results = []
         for endpoint in targets:
-            await self._drain(endpoint)
+            await self._drain(endpoint, remove=True)
             results.append({**endpoint.to_dict(), "status": "undeployed"})
         return results
 
@@ -221,12 +232,18 @@ class ServingService:
                 )
                 await session.commit()
 
-    async def _drain(self, endpoint: Endpoint) -> None:
-        """Let in-flight requests finish, then free the model unless another endpoint uses it."""
+    async def _drain(self, endpoint: Endpoint, *, remove: bool = False) -> None:
+        """Let in-flight requests finish, then free the model unless another endpoint uses it.
+
+        ``remove``: this process undeployed it, so it also deletes what runs elsewhere
+        (the Ray Serve application); other processes only let go of their handles.
+        """
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(endpoint.idle.wait(), endpoint.deployment.config.timeout_s)
         if not self.table.shares_cache_key(endpoint):
             await self.cache.drop(endpoint.cache_key)
+        if remove and endpoint.placement is not None:
+            await endpoint.placement.remove()
         self._forget_series(endpoint)
 
     def _forget_series(self, endpoint: Endpoint) -> None:
@@ -240,8 +257,16 @@ class ServingService:
 
     # --- listing ----------------------------------------------------------------------
 
+    async def describe(self, endpoint: Endpoint) -> dict[str, Any]:
+        """The endpoint as listed, with its replicas as Ray reports them when on Ray."""
+        described = endpoint.to_dict()
+        if endpoint.placement is not None:
+            described["ray"] = await endpoint.placement.status()
+        return described
+
     async def list(self, *, include_undeployed: bool = True) -> list[dict[str, Any]]:
-        items = [endpoint.to_dict() for endpoint in self.table.by_name.values()]
+        endpoints = list(self.table.by_name.values())
+        items = list(await asyncio.gather(*(self.describe(e) for e in endpoints)))
         if include_undeployed:
             async with self.db.session() as session:
                 for row in await deployments_repo.recent_undeployed(session=session):
@@ -253,14 +278,22 @@ class ServingService:
     def _endpoint(self, deployment: Deployment, version: ModelVersion) -> Endpoint:
         config = deployment.config
         options_key = json.dumps({**version.options, **config.options}, sort_keys=True)
+        placement = None
+        size = max(version.artifact_size * _MEMORY_FACTOR, _MIN_MODEL_BYTES)
+        if config.engine == "ray":
+            placement = RayPlacement(self.ray, deployment.endpoint_name, config)
+            # Its own cache entry: a handle, not a copy of the model in this process.
+            options_key = f"{options_key} ray:{placement.app_name}"
+            size = _REMOTE_MODEL_BYTES
         endpoint = Endpoint(
             deployment=deployment,
             version=version,
             artifact=functools.partial(self.registry.artifact_spec, version, config.options),
             runtime_class=runtime_named(version.runtime),
             cache_key=(deployment.model_version_id, options_key),
-            size=max(version.artifact_size * _MEMORY_FACTOR, _MIN_MODEL_BYTES),
+            size=size,
             semaphore=asyncio.Semaphore(config.max_concurrency),
+            placement=placement,
         )
         if config.max_batch_size > 1:
             endpoint.batcher = Batcher(

@@ -1,0 +1,62 @@
+"""One replica of a model on Ray Serve: the class Ray imports on its workers.
+
+It builds the model with the same runtime plugins as the gateway's own processes, from
+the artifact path the gateway resolved (readable by the workers: one machine, or a shared
+file system). Failures travel back as plain data, not exceptions, so that the gateway
+answers with the same status and code as for a local model.
+
+Kept free of Ray imports: ``ray_engine`` wraps it with ``serve.deployment`` at deploy time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from openmaas.domain.errors import OpenMaaSError
+from openmaas.runtimes import ArtifactSpec, TensorRuntime, Tensors, runtime_named
+
+Outcome = tuple[str, Any]
+"""``("ok", tensors)`` or ``("error", {"status", "code", "message"})``."""
+
+
+def _failure(exc: BaseException) -> Outcome:
+    if isinstance(exc, OpenMaaSError):
+        return "error", {"status": exc.status_code, "code": exc.code, "message": exc.message}
+    return "error", {"status": 422, "code": "model_error", "message": repr(exc)[:500]}
+
+
+class ModelReplica:
+    # Ray Serve awaits an async constructor: the model loads before the replica serves.
+    async def __init__(self, runtime_name: str, spec: ArtifactSpec) -> None:  # type: ignore[misc]
+        runtime = runtime_named(runtime_name)(spec)
+        if not isinstance(runtime, TensorRuntime):
+            raise TypeError(f"{runtime_name} models take no tensors; they cannot run on Ray")
+        await runtime.load()
+        self.runtime = runtime
+
+    def signature(self) -> dict[str, Any]:
+        """The signature as the loaded runtime knows it (a Python class learns it on load)."""
+        return self.runtime.signature.to_dict()
+
+    async def infer(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Outcome:
+        try:
+            return "ok", await self.runtime.infer(inputs, outputs)
+        except Exception as exc:
+            return _failure(exc)
+
+    async def __call__(self, request: Any) -> dict[str, Any]:
+        """Ray Serve's HTTP proxy: ``{"inputs": {name: rows}, "outputs": [names]}`` in,
+        ``{"outputs": {name: rows}}`` or ``{"error": ...}`` out (for measuring the proxy)."""
+        body = await request.json()
+        inputs = {name: np.asarray(rows) for name, rows in body["inputs"].items()}
+        state, value = await self.infer(inputs, body.get("outputs"))
+        if state != "ok":
+            return {"error": value}
+        return {"outputs": {name: array.tolist() for name, array in value.items()}}
+
+    def check_health(self) -> None:
+        if not self.runtime.ready:
+            raise RuntimeError("the runtime is not ready")

@@ -1,0 +1,233 @@
+"""Deployments on Ray Serve: a real cluster on loopback, the gateway in front of it.
+
+One gateway and one cluster for the whole module (starting them is most of its time);
+the tests run in order on the same ``binary_classifier`` deployment.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from openmaas.cli.main import app as cli
+from openmaas.demo.training import train_binary_classifier
+from tests.accounts import PASSWORD, Factory
+from tests.conftest import ADMIN_KEY
+from tests.portal.pages import log_in, visitor
+from tests.ray.conftest import RayPlatform
+from tests.serving.helpers import register
+
+pytestmark = pytest.mark.ray
+runner = CliRunner()
+
+ROWS = [[0.9, 0.9, 0.1], [0.1, 0.1, 0.9]]
+
+
+def _application(name: str) -> Any:
+    from ray import serve
+
+    return serve.status().applications.get(name)
+
+
+def _replica_actors(app_name: str) -> list[Any]:
+    import ray
+
+    found = []
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["name"].startswith(f"SERVE_REPLICA::{app_name}#"):
+            found.append(ray.get_actor(actor["name"], namespace=actor["namespace"]))
+    return found
+
+
+def _console(platform: RayPlatform) -> httpx.Client:
+    """A browser-like client logged in to the console as a new admin."""
+    username = f"admin{secrets.token_hex(3)}"
+    created = platform.admin.post(
+        "/admin/users",
+        json={
+            "username": username,
+            "email": f"{username}@example.org",
+            "password": PASSWORD,
+            "role": "admin",
+        },
+    )
+    assert created.status_code == 201, created.text
+    client = visitor(platform.url)
+    assert log_in(client, username, PASSWORD).status_code == 303
+    return client
+
+
+def _wait_running(admin: httpx.Client, endpoint: str, replicas: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = admin.get(f"/deployments/{endpoint}").json()
+        if described["ray"].get("replicas") == {"RUNNING": replicas}:
+            return described
+        assert time.monotonic() < deadline, described
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def classifier_on_ray(ray_platform: RayPlatform, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``binary_classifier`` registered and deployed on two Ray replicas: its endpoint."""
+    path, _ = train_binary_classifier(Path(tmp_path_factory.mktemp("binary")))
+    name = f"binary_classifier_{secrets.token_hex(3)}"
+    register(ray_platform.admin, name, path)
+    response = ray_platform.admin.post(
+        "/deployments/deploy",
+        json={
+            "model_name": name,
+            "endpoint_name": name,
+            "engine": "ray",
+            "num_replicas": 2,
+            "ray_actor_options": {"num_cpus": 0.5},
+            "max_batch_size": 8,
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["config"]["engine"] == "ray"
+    return name
+
+
+@pytest.fixture(scope="module")
+def factory(ray_platform: RayPlatform) -> Iterator[Factory]:
+    made = Factory(ray_platform.url, ray_platform.admin)
+    yield made
+    made.close()
+
+
+def test_the_deployment_lists_its_ray_replicas(
+    ray_platform: RayPlatform, classifier_on_ray: str
+) -> None:
+    described = _wait_running(ray_platform.admin, classifier_on_ray, 2, timeout=60)
+    app_name = described["ray"]["application"]
+    assert described["status"] == "active" and described["ray"]["status"] == "RUNNING"
+    listed = ray_platform.admin.get("/deployments").json()["deployments"]
+    mine = next(item for item in listed if item["endpoint_name"] == classifier_on_ray)
+    assert mine["ray"]["replicas"] == {"RUNNING": 2}
+    # Ray itself runs the application, with two replica actors.
+    assert _application(app_name) is not None
+    assert len(_replica_actors(app_name)) == 2
+
+    # The CLI and the console show them too.
+    listed_by_cli = runner.invoke(
+        cli, ["deployments", "--url", ray_platform.url, "--key", ADMIN_KEY]
+    )
+    assert listed_by_cli.exit_code == 0, listed_by_cli.output
+    assert "ray (2 running)" in listed_by_cli.output
+    console = _console(ray_platform)
+    try:
+        row = console.get("/console/deployments").text.split(f'id="endpoint-{classifier_on_ray}"')
+        assert len(row) == 2 and "ray: RUNNING, 2 RUNNING" in row[1].split("</tr>")[0]
+    finally:
+        console.close()
+
+
+def test_predict_and_v2_through_the_gateway_with_keys_and_plans(
+    ray_platform: RayPlatform, classifier_on_ray: str, factory: Factory
+) -> None:
+    body = {"model_name": classifier_on_ray, "input": ROWS}
+    assert ray_platform.anonymous.post("/predict", json=body).status_code == 401
+
+    _, _, key = factory.key_for(requests_per_minute=3)
+    auth = {"Authorization": f"Bearer {key}"}
+    predicted = ray_platform.anonymous.post("/predict", json=body, headers=auth)
+    assert predicted.status_code == 200, predicted.text
+    assert predicted.json()["prediction"] == [1, 0]
+
+    v2 = ray_platform.anonymous.post(
+        f"/v2/models/{classifier_on_ray}/infer",
+        json={"inputs": [{"name": "input", "shape": [2, 3], "datatype": "FP64", "data": ROWS}]},
+        headers=auth,
+    )
+    assert v2.status_code == 200, v2.text
+    outputs = {tensor["name"]: tensor for tensor in v2.json()["outputs"]}
+    assert outputs["predict"]["data"] == [1, 0]
+    probabilities = np.asarray(outputs["predict_proba"]["data"]).reshape(2, 2)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+    third = ray_platform.anonymous.post("/predict", json=body, headers=auth)
+    assert third.status_code == 200
+    limited = ray_platform.anonymous.post("/predict", json=body, headers=auth)
+    assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+
+    bad = ray_platform.admin.post("/predict", json={**body, "input": [[1.0, 2.0]]})
+    assert bad.status_code in (400, 422) and "code" in bad.json()
+
+    metrics = ray_platform.anonymous.get("/metrics").text
+    assert f'model="{classifier_on_ray}"' in metrics
+
+
+def test_a_replica_killed_under_load_costs_no_500(
+    ray_platform: RayPlatform, classifier_on_ray: str
+) -> None:
+    import ray
+
+    app_name = ray_platform.admin.get(f"/deployments/{classifier_on_ray}").json()["ray"][
+        "application"
+    ]
+    statuses: list[int] = []
+    missing_retry_after: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=ray_platform.url, timeout=60) as client:
+            client.headers["Authorization"] = ray_platform.admin.headers["Authorization"]
+            while not stop.is_set():
+                response = client.post(
+                    "/predict", json={"model_name": classifier_on_ray, "input": ROWS}
+                )
+                statuses.append(response.status_code)
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    missing_retry_after.append(response.status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        victim = _replica_actors(app_name)[0]
+        ray.kill(victim, no_restart=True)
+        time.sleep(4.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert statuses.count(200) > len(statuses) // 2
+    assert not missing_retry_after
+    # Ray replaces the replica it lost.
+    _wait_running(ray_platform.admin, classifier_on_ray, 2, timeout=90)
+    after = ray_platform.admin.post(
+        "/predict", json={"model_name": classifier_on_ray, "input": ROWS}
+    )
+    assert after.status_code == 200 and after.json()["prediction"] == [1, 0]
+
+
+def test_undeploy_deletes_the_serve_application(
+    ray_platform: RayPlatform, classifier_on_ray: str
+) -> None:
+    app_name = ray_platform.admin.get(f"/deployments/{classifier_on_ray}").json()["ray"][
+        "application"
+    ]
+    response = ray_platform.admin.post(
+        "/deployments/undeploy", json={"endpoint_name": classifier_on_ray}
+    )
+    assert response.status_code == 200, response.text
+    deadline = time.monotonic() + 60
+    while _application(app_name) is not None:
+        assert time.monotonic() < deadline, "the Serve application is still there"
+        time.sleep(0.5)
+    gone = ray_platform.admin.post(
+        "/predict", json={"model_name": classifier_on_ray, "input": ROWS}
+    )
+    assert gone.status_code == 404
