@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from openmaas.api import (
 )
 from openmaas.api.body_limit import BodySizeLimit
 from openmaas.api.errors import install_error_handlers
-from openmaas.api.hot_path import FrontDoor, InferenceHotPath
+from openmaas.api.hot_path import HANDLER, InferenceHotPath, inference_handler
 from openmaas.api.openapi import install_openapi
 from openmaas.api.security_headers import SecurityHeaders, trusted_proxies
 from openmaas.api.text_guard import ControlCharacterGuard
@@ -133,8 +133,10 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     if settings.cors_origins:
         lean = CORSMiddleware(lean, **_cors_options(settings))
     # Before anything reads the scheme or the client's address: a trusted proxy's
-    # X-Forwarded-Proto and X-Forwarded-For, and nobody else's.
-    app.front_door = lambda full: trusted_proxies(FrontDoor(full, lean), settings.trusted_proxies)
+    # X-Forwarded-Proto and X-Forwarded-For, and nobody else's (the full app's chain
+    # gets the same in build_middleware_stack).
+    app.trusted_proxy_hosts = settings.trusted_proxies
+    app.lean = trusted_proxies(lean, settings.trusted_proxies)
     return app
 
 
@@ -157,12 +159,30 @@ def _cors_options(settings: Settings) -> dict[str, Any]:
 
 
 class OpenMaaSApp(FastAPI):
-    """FastAPI, with a front door outside its whole middleware stack."""
+    """FastAPI, with inference requests sent past all of it to a lean chain.
 
-    front_door: Callable[[ASGIApp], ASGIApp] | None = None
+    FastAPI wraps every request in its own layers before any middleware: a telemetry check
+    that asks OpenTelemetry for its providers (reading the environment each time), then its
+    error pages and a second body limit. On the inference routes those cost more than the
+    routing did, and each streamed chunk crossed them. The lean chain (``api/hot_path.py``)
+    keeps what inference needs: our body size limit, CORS when configured, error shapes.
+    """
+
+    lean: ASGIApp | None = None
+    trusted_proxy_hosts: list[str] = []  # noqa: RUF012  (replaced, never mutated)
     startup_error: str | None = None
 
+    def build_middleware_stack(self) -> ASGIApp:
+        return trusted_proxies(super().build_middleware_stack(), self.trusted_proxy_hosts)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.lean is not None:
+            handler = inference_handler(scope)
+            if handler is not None:
+                scope["app"] = self
+                scope[HANDLER] = handler
+                await self.lean(scope, receive, send)
+                return
         if scope["type"] != "lifespan":
             await super().__call__(scope, receive, send)
             return
@@ -175,10 +195,6 @@ class OpenMaaSApp(FastAPI):
             await send(message)
 
         await super().__call__(scope, receive, concise)
-
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        return self.front_door(stack) if self.front_door is not None else stack
 
 
 def create_app_from_environment() -> FastAPI:

@@ -8,8 +8,9 @@ solving dependencies (the synchronous ``get_platform`` ran in a worker thread) a
 FastAPI's per-request machinery. This middleware sits inside the body size limit and CORS,
 so 413s and CORS headers are unchanged, and calls the very same handlers the FastAPI routes
 call: the gate, the limits, metering and error shapes are the same code. The FastAPI routes
-stay registered, so the API docs still describe them. ``FrontDoor`` sends these requests
-past FastAPI's own middleware too.
+stay registered, so the API docs still describe them. The application's ``__call__``
+(``openmaas.app.OpenMaaSApp``) sends these requests here before FastAPI sees them: past its
+own middleware (error pages, telemetry, a second body limit) too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from openmaas.access import credential_from_headers
 from openmaas.api import kserve_v1, openai_api, predict, v2
@@ -29,6 +30,8 @@ from openmaas.platform import Platform
 
 Handler = Callable[[Platform, Request], Awaitable[Response]]
 logger = logging.getLogger("openmaas")
+HANDLER = "openmaas.handler"
+"""The scope key of the handler the application's entry found: routed once, not twice."""
 
 
 _OPENAI: dict[str, Handler] = {
@@ -100,7 +103,7 @@ class InferenceHotPath:
         self.platform = platform
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = inference_handler(scope)
+        handler = scope.get(HANDLER) or inference_handler(scope)
         assert handler is not None, "only inference requests are sent here"
         request = Request(scope, receive)
         try:
@@ -116,23 +119,3 @@ class InferenceHotPath:
             logger.exception("unhandled error on POST %s", scope["path"])
             response = error_response(request, 500, "internal_error", "internal server error")
         await response(scope, receive, send)
-
-
-class FrontDoor:
-    """Outermost: inference requests take the lean chain, everything else the full app.
-
-    FastAPI wraps every request in its own middleware (error pages, telemetry, a body
-    limit) before ours; on the inference routes those layers cost more than routing did,
-    and each streamed chunk crossed all of them. The lean chain keeps what inference
-    needs: our body size limit, CORS when configured, and the error shapes.
-    """
-
-    def __init__(self, full: ASGIApp, lean: ASGIApp) -> None:
-        self.full = full
-        self.lean = lean
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if inference_handler(scope) is not None:
-            await self.lean(scope, receive, send)
-        else:
-            await self.full(scope, receive, send)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -205,12 +205,15 @@ class MeteredStream:
 
 
 class EventStreamResponse(StreamingResponse):
-    """A streamed response that notices a client leaving with one plain task.
+    """A streamed response that coalesces its writes and notices a client leaving.
 
-    Starlette's own (for servers of ASGI spec 2.3, as uvicorn is) runs a task group and a
-    cancel scope per response, a measurable share of a small streamed completion's cost.
-    Here a task waits for the disconnect and cancels the stream; the stream's ``finally``
-    meters what was sent, and the cancellation it caused is taken back.
+    Events that are ready together (an upstream sends several in one network read) leave
+    in one write: the body is sent when the stream would wait, not once per event, which
+    a small completion of seven events paid for in system calls and ASGI messages.
+    Starlette's own response (for servers of ASGI spec 2.3, as uvicorn is) runs a task
+    group and a cancel scope per response to notice a client that leaves; here a task
+    waits for the disconnect and cancels the stream; the stream's ``finally`` meters what
+    was sent, and the cancellation it caused is taken back.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -234,19 +237,81 @@ class EventStreamResponse(StreamingResponse):
                     "headers": self.raw_headers,
                 }
             )
-            async for chunk in self.body_iterator:
-                body = (
-                    chunk
-                    if isinstance(chunk, bytes)
-                    else bytes(chunk)
-                    if isinstance(chunk, memoryview)
-                    else chunk.encode(self.charset)
-                )
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            ready: list[bytes] = []
+            chunks = aiter(self.body_iterator)
+            while True:
+                chunk, rest = _now(anext(chunks))  # type: ignore[arg-type]
+                if rest is not None:
+                    if ready:  # the stream must wait: send what it has first
+                        await _send_body(send, ready, more=True)
+                    try:
+                        chunk = await rest
+                    except StopAsyncIteration:
+                        break
+                elif chunk is _END:
+                    break
+                ready.append(self._bytes(chunk))
+            await _send_body(send, ready, more=False)
         except asyncio.CancelledError:
             if not left:
                 raise
             streaming.uncancel()
         finally:
             watcher.cancel()
+
+    def _bytes(self, chunk: str | bytes | memoryview) -> bytes:
+        if isinstance(chunk, bytes):
+            return chunk
+        if isinstance(chunk, memoryview):
+            return bytes(chunk)
+        return chunk.encode(self.charset)
+
+
+async def _send_body(send: Send, ready: list[bytes], *, more: bool) -> None:
+    body = ready[0] if len(ready) == 1 else b"".join(ready)
+    ready.clear()
+    await send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+_END = object()
+
+
+def _now(step: Coroutine[Any, Any, Any]) -> tuple[Any, _Rest | None]:
+    """Run ``step`` until it finishes or must wait: its value, or what is left to await.
+
+    What ``await`` does, in two halves: the first runs now, in this task, and tells
+    whether the value was ready without waiting (the events of one network read are).
+    ``_END`` is the value of a step that ended the iteration.
+    """
+    try:
+        waiting = step.send(None)
+    except StopIteration as done:
+        return done.value, None
+    except StopAsyncIteration:
+        return _END, None
+    return None, _Rest(step, waiting)
+
+
+class _Rest:
+    """The second half of an ``await`` begun by ``_now``: hands the task what ``step``
+    waits on and resumes it, as ``yield from`` would have."""
+
+    def __init__(self, step: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self.step = step
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        waiting, step = self.waiting, self.step
+        while True:
+            try:
+                sent = yield waiting
+            except BaseException as exc:  # a cancellation reaches the step as it would
+                try:
+                    waiting = step.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = step.send(sent)
+                except StopIteration as done:
+                    return done.value
