@@ -351,8 +351,10 @@ def test_the_cli_closes_lists_shows_and_exports(
         assert result.exit_code == 0, result.output
         return result.output
 
-    exported = run("usage", "export", "--format", "csv", "--user-id", str(developer.user_id))
-    [row] = list(csv.DictReader(io.StringIO(exported)))
+    # Into a file: the server runs in this process, and its log lines share the output.
+    exported = tmp_path / "usage.csv"
+    run("usage", "export", "--user-id", str(developer.user_id), "--output", str(exported))
+    [row] = list(csv.DictReader(io.StringIO(exported.read_text())))
     assert (row["model"], row["requests"], row["amount"]) == (alpha, "1", "0.12")  # half-even
 
     month = month_before(this_month(), 4)
