@@ -351,8 +351,10 @@ def test_the_cli_closes_lists_shows_and_exports(
         assert result.exit_code == 0, result.output
         return result.output
 
-    exported = run("usage", "export", "--format", "csv", "--user-id", str(developer.user_id))
-    [row] = list(csv.DictReader(io.StringIO(exported)))
+    # Into a file: the server runs in this process, and its log lines share the output.
+    exported = tmp_path / "usage.csv"
+    run("usage", "export", "--user-id", str(developer.user_id), "--output", str(exported))
+    [row] = list(csv.DictReader(io.StringIO(exported.read_text())))
     assert (row["model"], row["requests"], row["amount"]) == (alpha, "1", "0.12")  # half-even
 
     month = month_before(this_month(), 4)
@@ -451,3 +453,56 @@ def test_invoices_download_from_the_portal_in_a_browser(
         assert printable.inner_text("#invoice-total") == "0.08"
     finally:
         context.close()
+
+
+def test_the_console_shows_revenue_and_admin_routes_check_the_role(
+    billing: Platform, make: Factory, chat_models: list[str]
+) -> None:
+    alpha, _beta = chat_models
+    plan = make.plan(price_per_request="1.5")
+    developer, app_id, key = make.key_for(plan)
+    _chat(make.client(), key, alpha)
+    wait_for_requests(developer.client, 1)
+    month = month_before(this_month(), 8)
+    move_usage_to(billing.settings, month)
+    _close(billing, month)
+
+    username = f"boss{secrets.token_hex(3)}"
+    created = billing.admin.post(
+        "/admin/users",
+        json={
+            "username": username,
+            "email": f"{username}@example.org",
+            "password": PASSWORD,
+            "role": "admin",
+        },
+    )
+    assert created.status_code == 201, created.text
+    web = visitor(billing.url)
+    try:
+        assert log_in(web, username, PASSWORD).status_code == 303
+        page = web.get("/console/revenue")
+        assert page.status_code == 200
+        for section in ("by_month", "by_plan", "by_model", "by_account"):
+            assert f'id="revenue-{section}"' in page.text
+        assert page.text.count("<svg") == 4
+        assert month in page.text and plan in page.text and developer.username in page.text
+        assert 'data-label="' + plan + '" data-value="150"' in page.text  # 1.50 in cents
+    finally:
+        web.close()
+
+    for method, path in (
+        ("POST", "/invoices/close"),
+        ("POST", f"/admin/applications/{app_id}/purge"),
+        ("POST", f"/admin/users/{developer.user_id}/purge"),
+        ("DELETE", f"/admin/users/{developer.user_id}"),
+    ):
+        refused = developer.client.request(method, path)
+        assert refused.status_code == 403, (path, refused.text)
+    assert developer.client.get("/invoices", params={"user_id": 1}).json()["invoices"] == [
+        item
+        for item in billing.admin.get("/invoices", params={"user_id": developer.user_id}).json()[
+            "invoices"
+        ]
+    ]
+    assert developer.client.get("/console/revenue", follow_redirects=False).status_code != 200

@@ -51,9 +51,9 @@ DEMO_PLANS: tuple[dict[str, object], ...] = (
         "requests_per_day": 100_000,
         "tokens_per_minute": 200_000,
         "monthly_token_quota": 50_000_000,
-        "price_per_1k_input_tokens": 0.0005,
-        "price_per_1k_output_tokens": 0.0015,
-        "price_per_request": 0.0001,
+        "price_per_1k_input_tokens": "0.0005",
+        "price_per_1k_output_tokens": "0.0015",
+        "price_per_request": "0.0001",
         # 3scale's pricing rules, per model: what a rule sets replaces the plan's.
         "rules": [
             {
@@ -61,8 +61,8 @@ DEMO_PLANS: tuple[dict[str, object], ...] = (
                 "name": "tiny models",
                 "requests_per_minute": 60,
                 "output_tokens_per_minute": 20_000,
-                "price_per_1k_input_tokens": 0.001,
-                "price_per_1k_output_tokens": 0.003,
+                "price_per_1k_input_tokens": "0.001",
+                "price_per_1k_output_tokens": "0.003",
             }
         ],
     },
@@ -70,9 +70,9 @@ DEMO_PLANS: tuple[dict[str, object], ...] = (
         "name": "enterprise",
         "description": "For production: 100 requests a second, no quota; approved by an admin.",
         "requests_per_second": 100,
-        "price_per_1k_input_tokens": 0.0003,
-        "price_per_1k_output_tokens": 0.0009,
-        "price_per_request": 0.00005,
+        "price_per_1k_input_tokens": "0.0003",
+        "price_per_1k_output_tokens": "0.0009",
+        "price_per_request": "0.00005",
         "approval_required": True,
     },
 )
