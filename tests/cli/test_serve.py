@@ -112,9 +112,14 @@ def test_several_workers_pool_their_metrics(tmp_path: Path) -> None:
             assert counted == 40, scrape
         # A worker killed outright is replaced; its live gauges' files go, its counts stay.
         metrics_dir = tmp_path / "metrics"
-        workers = _children(process.pid)
-        assert len(workers) == 2, workers
-        victim = next(pid for pid in workers if (metrics_dir / f"gauge_livesum_{pid}.db").exists())
+        # The children are the two workers (with their files) and multiprocessing's tracker.
+        workers = [
+            pid
+            for pid in _children(process.pid)
+            if (metrics_dir / f"gauge_livesum_{pid}.db").exists()
+        ]
+        assert len(workers) == 2, sorted(p.name for p in metrics_dir.iterdir())
+        victim = workers[0]
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 60
         while (metrics_dir / f"gauge_livesum_{victim}.db").exists():

@@ -66,6 +66,12 @@ def test_a_developer_signs_up_gets_a_key_and_sees_the_usage_chart(
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password again").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
+    # Sign-up answers alike whether the name was free or not: the login tells.
+    page.wait_for_url("**/portal/login")
+    assert "log in to use it" in page.inner_text(".flash")
+    page.get_by_label("Username or e-mail").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/portal")
     assert f"Hello, {username}" in page.inner_text("h1")
 

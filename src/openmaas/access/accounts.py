@@ -81,14 +81,17 @@ class AccountService:
                 audit(session, actor, "user.signup_refused", f"user:{username}", reason=taken)
                 await commit_change(session, self.snapshots)
                 return None
-            row = await users_repo.create_user(
-                session=session,
-                username=username,
-                email=email,
-                password_hash=password_hash,
-                role=Role.DEVELOPER.value,
-                approved=self.signup_mode == "open",
-            )
+            try:
+                row = await users_repo.create_user(
+                    session=session,
+                    username=username,
+                    email=email,
+                    password_hash=password_hash,
+                    role=Role.DEVELOPER.value,
+                    approved=self.signup_mode == "open",
+                )
+            except Conflict:  # taken by a sign-up that ran at the same time
+                return None
             actor = Principal(username, Role.DEVELOPER, user_id=row.id)
             audit(session, actor, "user.signup", f"user:{row.id}", approved=row.approved)
             await commit_change(session, self.snapshots)

@@ -34,10 +34,10 @@ def migrate(
     """
     import asyncio
 
-    from openmaas.settings import Settings
+    from openmaas.settings import load_settings
     from openmaas.store.database import DatabaseUnavailable
 
-    settings = Settings()
+    settings = load_settings()
     try:
         report = asyncio.run(_migrate(settings, source, to))
     except DatabaseUnavailable as exc:

@@ -21,12 +21,12 @@ def upgrade() -> None:
     from rich.console import Console
 
     from openmaas.health import wait_for_database
-    from openmaas.settings import Settings
+    from openmaas.settings import load_settings
     from openmaas.store import Database
     from openmaas.store.database import DatabaseUnavailable
 
     async def run() -> None:
-        settings = Settings()
+        settings = load_settings()
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = Database(
             settings.database_url,

@@ -16,9 +16,9 @@ def health(
     """Exit 0 if the server on this machine answers its health check, else 1."""
     import httpx
 
-    from openmaas.settings import Settings
+    from openmaas.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}/{'readyz' if ready else 'healthz'}"
     try:
