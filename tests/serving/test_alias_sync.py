@@ -21,10 +21,10 @@ ROW = [0.5, 0.8, 0.2]
 SYNC_SECONDS = 3.0
 
 
-def _served_versions(url: str, model: str, alias: str, tries: int = 24) -> set[int]:
+def _served_versions(url: str, model: str, alias: str, tries: int = 24) -> set[int | None]:
     """The versions ``model@alias`` answered with, each request on a new connection (so
-    both workers answer some of them)."""
-    seen = set()
+    both workers answer some of them); None for a worker that does not know the alias yet."""
+    seen: set[int | None] = set()
     for _ in range(tries):
         response = httpx.post(
             f"{url}/predict",
@@ -32,6 +32,10 @@ def _served_versions(url: str, model: str, alias: str, tries: int = 24) -> set[i
             headers=ADMIN,
             timeout=60,
         )
+        if response.status_code == 404:
+            assert response.json()["code"] == "version_not_deployed", response.text
+            seen.add(None)
+            continue
         assert response.status_code == 200, response.text
         seen.add(int(response.json()["version"]))
     return seen
