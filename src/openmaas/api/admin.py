@@ -10,10 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.auth import EMAIL, Username
 from openmaas.api.deps import AdminDep, IdPath, PlatformDep, require_admin
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.accounts import Role
 
 router = APIRouter(
+    responses=MANAGEMENT_ERRORS,
     route_class=JsonBodyRoute,
     prefix="/admin",
     tags=["admin"],

@@ -9,12 +9,13 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import MAX_ID, IdPath, PlatformDep, PrincipalDep
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.api.text_guard import PlainName
 from openmaas.domain.applications import ApiKey, ApplicationStatus
 from openmaas.domain.errors import BadRequest
 
-router = APIRouter(route_class=JsonBodyRoute, tags=["applications"])
+router = APIRouter(route_class=JsonBodyRoute, tags=["applications"], responses=MANAGEMENT_ERRORS)
 
 # A key lives at most ten years: later dates are mistakes (and overflow some clocks).
 MAX_EXPIRY_DAYS = 3650

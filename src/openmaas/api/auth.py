@@ -11,13 +11,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from openmaas.access.oidc import STATE_MAX_AGE
 from openmaas.access.sessions import SESSION_COOKIE
 from openmaas.api.deps import PlatformDep, PrincipalDep
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.accounts import User
 from openmaas.domain.errors import Forbidden, Unauthorized
 from openmaas.domain.usernames import normalise
 from openmaas.platform import Platform
 
-router = APIRouter(route_class=JsonBodyRoute, prefix="/auth", tags=["accounts"])
+router = APIRouter(
+    route_class=JsonBodyRoute, prefix="/auth", tags=["accounts"], responses=MANAGEMENT_ERRORS
+)
 
 _OIDC_COOKIE = "openmaas_oidc"
 USERNAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$"

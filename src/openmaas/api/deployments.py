@@ -8,11 +8,13 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import PlatformDep, require_admin
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import NotFound, Unprocessable
 
 router = APIRouter(
+    responses=MANAGEMENT_ERRORS,
     route_class=JsonBodyRoute,
     prefix="/deployments",
     tags=["deployments"],

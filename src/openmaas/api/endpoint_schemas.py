@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from openmaas.api.errors import INFERENCE_ERRORS
 from openmaas.domain.models import Signature, TensorSpec
 from openmaas.serving.endpoints import Endpoint
 
@@ -167,15 +168,5 @@ def v2_operation(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def _responses(ok: str) -> dict[str, Any]:
-    return {
-        "200": {"description": ok},
-        "400": {"description": "The input does not fit the model."},
-        "401": {"description": "No valid API key."},
-        "403": {"description": "The key's plan does not allow this model."},
-        "404": {"description": "The endpoint is not deployed."},
-        "413": {"description": "The body is too large."},
-        "422": {"description": "The model failed on this input."},
-        "429": {"description": "A limit of the key's plan is reached."},
-        "503": {"description": "The model cannot be loaded."},
-        "504": {"description": "The model did not answer in time."},
-    }
+    errors = {str(status): value for status, value in INFERENCE_ERRORS.items()}
+    return {"200": {"description": ok}, **errors}

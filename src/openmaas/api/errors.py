@@ -35,6 +35,39 @@ _OPENAI_TYPES = {
 _OUTAGES = frozenset({"database_unavailable", "limits_unavailable", "artifact_store_unavailable"})
 
 
+_DESCRIPTIONS = {
+    400: "A malformed request, or text with control characters (such as NUL).",
+    401: "No valid credential (an API key, or a session).",
+    403: "The credential may not do this (an admin's route, a plan, a CSRF token).",
+    404: "No such resource, or nothing deployed under that name.",
+    409: "Conflicts with what exists (a name taken, a resource in use).",
+    413: "The body is too large.",
+    415: "The body is not in a media type this route reads.",
+    422: "A parameter is missing, of the wrong type or out of range; or the model failed on "
+    "this input.",
+    429: "A limit is reached; retry after Retry-After.",
+    502: "An upstream server failed.",
+    503: "A dependency (the database, a model, the limits store) is unavailable; retry after "
+    "Retry-After.",
+    504: "The model did not answer in time.",
+}
+
+
+def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error statuses a route can answer, for its OpenAPI description."""
+    return {status: {"description": _DESCRIPTIONS[status]} for status in statuses}
+
+
+# What any route outside inference can answer: control characters or a malformed body,
+# no or the wrong credential, unknown names, conflicts, limits on bodies, validation,
+# and a database that does not answer.
+MANAGEMENT_ERRORS = declared(400, 401, 403, 404, 409, 413, 415, 422, 503)
+# Inference routes: as above, with plan limits and upstream or model failures.
+INFERENCE_ERRORS = declared(400, 401, 403, 404, 413, 415, 422, 429, 502, 503, 504)
+# Routes anyone may call that read nothing but the query (health, the front door).
+PUBLIC_ERRORS = declared(400, 503)
+
+
 def _kserve_v1(path: str) -> bool:
     """KServe V1's inference paths, which share ``/v1`` with OpenAI's API."""
     return path.startswith("/v1/models/") and path.endswith((":predict", "/infer"))

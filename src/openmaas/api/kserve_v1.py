@@ -22,6 +22,7 @@ from fastapi import APIRouter, Request, Response
 
 from openmaas.api.admission import Call, dispatch
 from openmaas.api.deps import PlatformDep
+from openmaas.api.errors import INFERENCE_ERRORS
 from openmaas.api.predict import plain, tensors_from_payload
 from openmaas.api.v2 import run_tensors
 from openmaas.api.wire import json_response, read_json
@@ -30,7 +31,7 @@ from openmaas.platform import Platform
 from openmaas.runtimes import Tensors
 from openmaas.serving.endpoints import Endpoint
 
-router = APIRouter(prefix="/v1", tags=["kserve v1"])
+router = APIRouter(prefix="/v1", tags=["kserve v1"], responses=INFERENCE_ERRORS)
 
 PROTOCOL = "kserve_v1"
 _ERRORS: dict[int | str, dict[str, Any]] = {

@@ -12,11 +12,17 @@ import yaml
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from openmaas.api.deps import AdminDep, PlatformDep, require_admin
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import BadRequest, Conflict
 from openmaas.domain.routes import DEFAULT_NAMESPACE
 
-router = APIRouter(prefix="/routes", tags=["routing"], dependencies=[Depends(require_admin)])
+router = APIRouter(
+    prefix="/routes",
+    tags=["routing"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
+)
 
 _DOCUMENT = {
     "content": {

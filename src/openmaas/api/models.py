@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import AdminDep, PlatformDep, require_admin
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.api.text_guard import check_json, refuse_control_characters
 from openmaas.domain.errors import BadRequest
@@ -17,6 +18,7 @@ from openmaas.domain.models import MAX_VERSION, ModelRef, Signature, Task
 from openmaas.registry import VersionUpload
 
 router = APIRouter(
+    responses=MANAGEMENT_ERRORS,
     route_class=JsonBodyRoute,
     prefix="/models",
     tags=["registry"],

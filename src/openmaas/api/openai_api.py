@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from openmaas import tracing
 from openmaas.api.admission import NAMESPACE_HEADER, Call, dispatch, finish, reserve_tokens
 from openmaas.api.deps import PlatformDep
+from openmaas.api.errors import INFERENCE_ERRORS
 from openmaas.api.openai_schemas import (
     ChatRequest,
     CompletionRequest,
@@ -27,7 +28,7 @@ from openmaas.runtimes.language import ChatRuntime, EmbeddingRuntime, LanguageRu
 from openmaas.runtimes.openai_objects import usage as wire_usage
 from openmaas.serving.endpoints import Endpoint
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=INFERENCE_ERRORS)
 # Runtime methods as OpenTelemetry's GenAI conventions name the operations.
 _OPERATIONS = {"chat": "chat", "complete": "text_completion", "embed": "embeddings"}
 

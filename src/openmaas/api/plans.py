@@ -9,10 +9,13 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import AdminDep, PlatformDep
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.plans import LIMIT_FIELDS
 
-router = APIRouter(route_class=JsonBodyRoute, prefix="/plans", tags=["plans"])
+router = APIRouter(
+    route_class=JsonBodyRoute, prefix="/plans", tags=["plans"], responses=MANAGEMENT_ERRORS
+)
 
 PLAN_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 Limit = Annotated[int | None, Field(ge=1, le=10**15)]

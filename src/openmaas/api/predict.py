@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from openmaas.api.admission import Call, dispatch
 from openmaas.api.deps import PlatformDep
+from openmaas.api.errors import INFERENCE_ERRORS
 from openmaas.api.wire import json_response, read_json
 from openmaas.domain.errors import BadRequest
 from openmaas.domain.models import version_selector
@@ -16,7 +17,7 @@ from openmaas.runtimes import Tensors
 from openmaas.serving.endpoints import Endpoint
 from openmaas.serving.tensors import conform
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], responses=INFERENCE_ERRORS)
 
 
 def _array(value: Any, name: str) -> np.ndarray:

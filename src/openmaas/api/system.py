@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from openmaas import __version__
 from openmaas.api.deps import PlatformDep
+from openmaas.api.errors import PUBLIC_ERRORS
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], responses=PUBLIC_ERRORS)
 
 
 @router.get("/healthz")

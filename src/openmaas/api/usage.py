@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 
 from openmaas.api.deps import MAX_ID, PlatformDep, PrincipalDep
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.metering.usage import parse_group_by, to_csv
 
-router = APIRouter(route_class=JsonBodyRoute, tags=["usage"])
+router = APIRouter(route_class=JsonBodyRoute, tags=["usage"], responses=MANAGEMENT_ERRORS)
 
 _GROUP_BY = Query(
     None,

@@ -12,6 +12,7 @@ from openmaas import __version__
 from openmaas.access import credential_from_headers
 from openmaas.api.admission import Call, dispatch, reserve_tokens
 from openmaas.api.deps import PlatformDep, require_admin
+from openmaas.api.errors import INFERENCE_ERRORS, MANAGEMENT_ERRORS
 from openmaas.api.v2_codec import HEADER_LENGTH, InferRequest, encode_output, parse_request
 from openmaas.api.wire import json_response
 from openmaas.domain.errors import BadRequest, NotFound, ServiceUnavailable
@@ -23,9 +24,12 @@ from openmaas.serving.endpoints import Endpoint
 from openmaas.serving.language_tensors import infer_text, speaks_text
 from openmaas.serving.tensors import conform
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], responses=INFERENCE_ERRORS)
 repository = APIRouter(
-    prefix="/v2/repository", tags=["open inference protocol"], dependencies=[Depends(require_admin)]
+    prefix="/v2/repository",
+    tags=["open inference protocol"],
+    dependencies=[Depends(require_admin)],
+    responses=MANAGEMENT_ERRORS,
 )
 
 
