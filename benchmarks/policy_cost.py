@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
 from benchmarks.v2_sklearn import ADMIN_KEY, BODY
 from openmaas.api import v2
+from openmaas.api.admission import Call
 from openmaas.api.v2_codec import HEADER_LENGTH, parse_request
 from openmaas.app import create_app
 from openmaas.client import Client
@@ -72,7 +73,7 @@ class WithoutPolicy:
         request = Request(scope, receive)
         parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
         endpoint = self.platform.serving.table.resolve(name)
-        response = await v2._run(self.platform, endpoint, parsed, name)
+        response = await v2._run(self.platform, Call(name, "v2"), endpoint, parsed, name)
         await response(scope, receive, send)
 
 

@@ -191,7 +191,7 @@ def main() -> None:
                             headers=AUTH,
                         )
                         spread = noise.result()
-                    row = f"{label}: hot model" if label == "baseline" else "10k models: hot model"
+                    row = f"{label}: hot model"
                     results.setdefault((row, concurrency), []).append(hot)
                     name = f"{label}: background ({'1 model' if label == 'baseline' else 'Zipf'})"
                     results.setdefault((name, 8), []).append(spread)
