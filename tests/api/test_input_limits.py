@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import threading
@@ -32,6 +33,8 @@ LONG = 128 * 1024
 # receiving and parsing 7 MiB takes the server's share of a core for a few hundred ms.
 # Tokenizing the huge prompt on the event loop stalled everyone for 14-70 s.
 PROBE_BOUND_S = 1.0
+# What the probes take as a rule, loaded or not: the 100 ms of the issue, for the median.
+PROBE_MEDIAN_S = 0.1
 FREE_PLAN = next(plan for plan in DEMO_PLANS if plan["name"] == "free")
 
 
@@ -166,6 +169,7 @@ def test_a_huge_prompt_does_not_stall_other_clients(server: Server, free_key: st
     assert len(probe.times) > 10
     slowest = max(probe.times)
     assert slowest < PROBE_BOUND_S, f"a probe waited {slowest:.3f} s"
+    assert statistics.median(probe.times) < PROBE_MEDIAN_S, sorted(probe.times)[-5:]
 
 
 def test_a_long_prompt_is_tokenized_off_the_event_loop(server: Server) -> None:
@@ -186,6 +190,7 @@ def test_a_long_prompt_is_tokenized_off_the_event_loop(server: Server) -> None:
     assert not probe.failures, probe.failures[:3]
     slowest = max(probe.times)
     assert slowest < PROBE_BOUND_S, f"a probe waited {slowest:.3f} s"
+    assert statistics.median(probe.times) < PROBE_MEDIAN_S, sorted(probe.times)[-5:]
 
 
 def test_prompt_limits_on_every_protocol(server: Server, free_key: str) -> None:
