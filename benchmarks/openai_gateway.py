@@ -87,7 +87,7 @@ def application_key(url: str, backend: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--litellm", default="/work/peers/litellm/bin/litellm")
+    parser.add_argument("--litellm", default=".peers/litellm/bin/litellm")
     parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="runs per row; the median is kept")

@@ -108,8 +108,8 @@ def rows(peers: dict[str, str], url: str) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mlserver", default="/work/peers/mlserver/bin/mlserver")
-    parser.add_argument("--kserve-python", default="/work/peers/kserve/bin/python")
+    parser.add_argument("--mlserver", default=".peers/mlserver/bin/mlserver")
+    parser.add_argument("--kserve-python", default=".peers/kserve/bin/python")
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3, help="runs per row; the median is kept")
     args = parser.parse_args()
