@@ -25,7 +25,9 @@ from openmaas.app import create_app
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.servers import ServerThread, free_port, unavailable
 
-pytestmark = pytest.mark.ray
+# Starting the cluster counts in the first test's time: more than the default on a busy
+# machine.
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
 # Ray reserves this many CPUs for its replicas: the machine is shared.
 _CPUS = 2
@@ -73,26 +75,26 @@ def _start_args(command: str, temp_dir: Path) -> tuple[list[str], str]:
     return args, f"127.0.0.1:{port}"
 
 
-def _wait_for_cluster(process: subprocess.Popen[bytes], address: str) -> str | None:
+def _wait_for_cluster(process: subprocess.Popen[bytes], address: str, log: Path) -> str | None:
     """None once this process is connected to the cluster, else why it did not start."""
     import ray
 
-    deadline = time.monotonic() + 120
-    while True:
+    deadline = time.monotonic() + 180
+    # ``ray start --block`` says so once its node has registered.
+    while "Ray runtime started" not in log.read_text(errors="replace"):
         if process.poll() is not None:
             return "ray start exited"
-        try:
-            ray.init(
-                address=address,
-                namespace="openmaas",
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            return None
-        except Exception as exc:
-            if time.monotonic() > deadline:
-                return f"no cluster at {address} after 120 s: {exc!r}"
-            time.sleep(1)
+        if time.monotonic() > deadline:
+            return f"no cluster at {address} after 180 s"
+        time.sleep(0.5)
+    try:
+        ray.init(
+            address=address, namespace="openmaas", log_to_driver=False, configure_logging=False
+        )
+    except Exception as exc:
+        ray.shutdown()
+        return f"could not connect to {address}: {exc!r}"
+    return None
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -119,7 +121,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if command is None:
         unavailable("Ray", "no ray command next to this Python")
     assert command is not None
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # The raylet gives its Python agents little time to register by default; on a busy
+    # machine they take longer to import.
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_agent_register_timeout_ms": "120000",
+    }
     process: subprocess.Popen[bytes] | None = None
     # Ray gives its node 30 s to register; on a loaded machine that can pass, so the
     # cluster gets a few tries (each with ports of its own) before the group gives up.
@@ -131,7 +139,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process = subprocess.Popen(
                 args, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
             )
-        failure = _wait_for_cluster(process, address)
+        failure = _wait_for_cluster(process, address, log)
         if failure is None:
             break
         _stop(process)

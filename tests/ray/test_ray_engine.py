@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from openmaas.cli.main import app as cli
+from openmaas.demo.tiny_llm import tiny_llm_archive
 from openmaas.demo.training import train_binary_classifier
 from tests.accounts import PASSWORD, Factory
 from tests.conftest import ADMIN_KEY
@@ -26,7 +27,7 @@ from tests.portal.pages import log_in, visitor
 from tests.ray.conftest import RayPlatform
 from tests.serving.helpers import register
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 runner = CliRunner()
 
 ROWS = [[0.9, 0.9, 0.1], [0.1, 0.1, 0.9]]
@@ -231,3 +232,44 @@ def test_undeploy_deletes_the_serve_application(
         "/predict", json={"model_name": classifier_on_ray, "input": ROWS}
     )
     assert gone.status_code == 404
+
+
+def test_a_language_model_on_ray_answers_v1(
+    ray_platform: RayPlatform, factory: Factory, tmp_path: Path
+) -> None:
+    """The tiny Llama on one Ray replica: chat, streamed chat and completions over /v1,
+    on a key whose plan limits tokens (the gateway counts them with the tokenizer)."""
+    import openai
+
+    name = f"tiny-chat-{secrets.token_hex(3)}"
+    register(ray_platform.admin, name, tiny_llm_archive(tmp_path), runtime="transformers")
+    response = ray_platform.admin.post(
+        "/deployments/deploy",
+        json={"model_name": name, "endpoint_name": name, "engine": "ray", "num_replicas": 1},
+    )
+    assert response.status_code == 201, response.text
+    _, _, key = factory.key_for(tokens_per_day=200)
+    client = openai.OpenAI(
+        base_url=f"{ray_platform.url}/v1", api_key=key, max_retries=0, timeout=120
+    )
+    try:
+        messages = [{"role": "user", "content": "Say something"}]
+        answer = client.chat.completions.create(
+            model=name, messages=messages, max_tokens=8, seed=3, temperature=0.7
+        )
+        assert answer.usage is not None and 1 <= answer.usage.completion_tokens <= 8
+        streamed = client.chat.completions.create(
+            model=name, messages=messages, max_tokens=8, seed=3, temperature=0.7, stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        assert text == answer.choices[0].message.content
+        completion = client.completions.create(model=name, prompt="Once", max_tokens=4)
+        assert completion.usage is not None and completion.usage.completion_tokens <= 4
+        anonymous = openai.OpenAI(
+            base_url=f"{ray_platform.url}/v1", api_key="om_wrong", max_retries=0
+        )
+        with pytest.raises(openai.AuthenticationError):
+            anonymous.chat.completions.create(model=name, messages=messages, max_tokens=4)
+    finally:
+        client.close()
+        ray_platform.admin.post("/deployments/undeploy", json={"endpoint_name": name})

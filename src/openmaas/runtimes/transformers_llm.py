@@ -54,7 +54,7 @@ def _check_directory(directory: Path, allow_code: bool) -> None:
         )
 
 
-def _load(spec: ArtifactSpec, *, with_weights: bool) -> tuple[Any, Any, dict[str, Any], str]:
+def _load(spec: ArtifactSpec, *, with_weights: bool) -> tuple[Any, Any, dict[str, Any], str, Any]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -80,7 +80,7 @@ def _load(spec: ArtifactSpec, *, with_weights: bool) -> tuple[Any, Any, dict[str
         raise
     except Exception as exc:
         raise invalid_artifact("not a loadable model", exc) from exc
-    return tokenizer, model, settings, directory.name
+    return tokenizer, model, settings, directory.name, config
 
 
 class TransformersRuntime(ChatRuntime):
@@ -90,6 +90,7 @@ class TransformersRuntime(ChatRuntime):
         super().__init__(spec)
         self._tokenizer: Any = None
         self._model: Any = None
+        self._config: Any = None
         self._settings: dict[str, Any] = {}
         self._name = spec.path.name
         self._generations = Generations()
@@ -100,12 +101,22 @@ class TransformersRuntime(ChatRuntime):
         return spec.signature if not spec.signature.empty else _SIGNATURE
 
     async def load(self) -> None:
-        tokenizer, model, settings, name = await anyio.to_thread.run_sync(
+        tokenizer, model, settings, name, _ = await anyio.to_thread.run_sync(
             lambda: _load(self.spec, with_weights=True)
         )
+        self._config = model.config
         if self.signature.empty:
             self.signature = _SIGNATURE
         self._tokenizer, self._model, self._settings, self._name = tokenizer, model, settings, name
+
+    async def load_tokenizer(self) -> None:
+        """What counting tokens needs, without the weights: for a gateway in front of
+        replicas that run the model elsewhere (Ray)."""
+        tokenizer, _, settings, name, config = await anyio.to_thread.run_sync(
+            lambda: _load(self.spec, with_weights=False)
+        )
+        self._tokenizer, self._settings, self._name = tokenizer, settings, name
+        self._config = config
 
     async def unload(self) -> None:
         self._tokenizer = self._model = None
@@ -137,7 +148,7 @@ class TransformersRuntime(ChatRuntime):
     @property
     def _context_length(self) -> int:
         given: Any = self._settings.get("context_length")
-        return int(given or getattr(self._model.config, "max_position_embeddings", 2048))
+        return int(given or getattr(self._config, "max_position_embeddings", 2048))
 
     def _model_name(self, request: Mapping[str, Any]) -> str:
         return wire.response_model(request, self._settings, self._name)
@@ -157,7 +168,7 @@ class TransformersRuntime(ChatRuntime):
     def _completion_prompts(self, request: Mapping[str, Any]) -> list[list[int]]:
         if self._tokenizer is None:
             raise ServiceUnavailable("the model is not loaded", code="not_loaded")
-        vocabulary = int(self._model.config.vocab_size)
+        vocabulary = int(self._config.vocab_size)
         ids = []
         for prompt in wire.prompts(request):
             if isinstance(prompt, str):

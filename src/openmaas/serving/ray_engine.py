@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import BadRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature
-from openmaas.runtimes import ArtifactSpec, Runtime, TensorRuntime, Tensors
-from openmaas.serving.ray_replica import ModelReplica
+from openmaas.runtimes import ArtifactSpec, ChatRuntime, Runtime, TensorRuntime, Tensors
+from openmaas.runtimes.language import GENERATION_SIGNATURE
+from openmaas.runtimes.transformers_llm import TransformersRuntime
+from openmaas.serving.ray_replica import LanguageReplica, ModelReplica
 
 logger = logging.getLogger("openmaas.serving.ray")
 
@@ -145,12 +147,25 @@ class RayPlacement:
 
     def runtime(self, runtime_class: type[Runtime], spec: ArtifactSpec) -> Runtime:
         self.cluster  # noqa: B018 - fails without a cluster, before anything is built
-        if not issubclass(runtime_class, TensorRuntime):
-            raise BadRequest(
-                f"{runtime_class.name} models cannot run on Ray yet; deploy them 'local'",
-                code="engine_unsupported",
-            )
-        return RayTensorRuntime(self, runtime_class.name, spec)
+        if issubclass(runtime_class, TensorRuntime):
+            return RayTensorRuntime(self, runtime_class.name, spec)
+        if issubclass(runtime_class, TransformersRuntime):
+            return RayChatRuntime(self, runtime_class(spec), spec)
+        raise BadRequest(
+            f"{runtime_class.name} models cannot run on Ray yet; deploy them 'local'",
+            code="engine_unsupported",
+        )
+
+    def deploy(self, replica: type, runtime_name: str, spec: ArtifactSpec) -> Any:
+        """Deploy (or find) the Serve application; its handle (blocking: in a thread)."""
+        from ray import serve
+
+        # Typed for its use as a decorator: called here, it gives a deployment.
+        deployment: Any = serve.deployment(replica)
+        app = deployment.options(**self.deployment_options()).bind(runtime_name, spec)
+        # Deploying what already runs with the same settings changes nothing: every
+        # gateway process does this when it loads the endpoint.
+        return serve.run(app, name=self.app_name, route_prefix=None, blocking=False)
 
     def deployment_options(self) -> dict[str, Any]:
         config = self.config
@@ -204,16 +219,7 @@ class RayTensorRuntime(TensorRuntime):
             self.signature = Signature.from_dict(found)
 
     def _deploy(self) -> Any:
-        from ray import serve
-
-        # Typed for its use as a decorator: called here, it gives a deployment.
-        deployment: Any = serve.deployment(ModelReplica)
-        app = deployment.options(**self.placement.deployment_options()).bind(
-            self.runtime_name, self.spec
-        )
-        # Deploying what already runs with the same settings changes nothing: every
-        # gateway process does this when it loads the endpoint.
-        return serve.run(app, name=self.placement.app_name, route_prefix=None, blocking=False)
+        return self.placement.deploy(ModelReplica, self.runtime_name, self.spec)
 
     async def unload(self) -> None:
         self._handle = None
@@ -253,6 +259,101 @@ class RayTensorRuntime(TensorRuntime):
                 return dict(value)
             raise _replica_error(value)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RayChatRuntime(ChatRuntime):
+    """A text generator whose replicas run on Ray Serve.
+
+    The gateway counts tokens before the model runs (plans reserve them), so it loads the
+    model's tokenizer here, not its weights; generation happens in the replicas.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self, placement: RayPlacement, tokens: TransformersRuntime, spec: ArtifactSpec
+    ) -> None:
+        super().__init__(spec)
+        self.placement = placement
+        self.tokens = tokens
+        self._handle: Any = None
+
+    @classmethod
+    def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
+        raise NotImplementedError
+
+    async def load(self) -> None:
+        await self.placement.cluster.connect()
+        await self.tokens.load_tokenizer()
+        self._handle = await asyncio.to_thread(
+            self.placement.deploy, LanguageReplica, self.tokens.name, self.spec
+        )
+        if self.signature.empty:
+            self.signature = GENERATION_SIGNATURE
+
+    async def unload(self) -> None:
+        self._handle = None
+
+    @property
+    def ready(self) -> bool:
+        return self._handle is not None
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokens.count_tokens(text)
+
+    @property
+    def default_max_tokens(self) -> int:  # type: ignore[override]
+        return self.tokens.default_max_tokens
+
+    def prompt_tokens(self, request: dict[str, Any]) -> int:
+        return self.tokens.prompt_tokens(request)
+
+    def prompt_tokens_at_most(self, request: dict[str, Any]) -> int:
+        return self.tokens.prompt_tokens_at_most(request)
+
+    async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("chat", request)
+
+    async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("complete", request)
+
+    def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("chat_stream", request)
+
+    def complete_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        return self._stream("complete_stream", request)
+
+    def _method(self, name: str, *, stream: bool = False) -> Any:
+        if self._handle is None:
+            raise _unavailable("the model's replicas are not reachable")
+        handle = self._handle.options(stream=True) if stream else self._handle
+        return getattr(handle, name)
+
+    async def _call(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        from ray import exceptions as ray_errors
+        from ray.serve.exceptions import RayServeException
+
+        try:
+            state, value = await self._method(name).remote(request)
+        except (ray_errors.RayError, RayServeException) as exc:
+            logger.warning("Ray failed on %s: %r", self.placement.app_name, exc)
+            raise _unavailable("the model's replica could not run the request") from exc
+        if state == "ok":
+            return dict(value)
+        raise _replica_error(value)
+
+    async def _stream(self, name: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        from ray import exceptions as ray_errors
+        from ray.serve.exceptions import RayServeException
+
+        try:
+            async for state, value in self._method(name, stream=True).remote(request):
+                if state != "ok":
+                    raise _replica_error(value)
+                yield dict(value)
+        except (ray_errors.RayError, RayServeException) as exc:
+            logger.warning("Ray failed on %s: %r", self.placement.app_name, exc)
+            raise _unavailable("the model's replica went away during the stream") from exc
 
 
 def _replica_error(error: dict[str, Any]) -> OpenMaaSError:

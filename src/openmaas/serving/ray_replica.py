@@ -10,13 +10,13 @@ Kept free of Ray imports: ``ray_engine`` wraps it with ``serve.deployment`` at d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from openmaas.domain.errors import OpenMaaSError
-from openmaas.runtimes import ArtifactSpec, TensorRuntime, Tensors, runtime_named
+from openmaas.runtimes import ArtifactSpec, ChatRuntime, TensorRuntime, Tensors, runtime_named
 
 Outcome = tuple[str, Any]
 """``("ok", tensors)`` or ``("error", {"status", "code", "message"})``."""
@@ -60,3 +60,47 @@ class ModelReplica:
     def check_health(self) -> None:
         if not self.runtime.ready:
             raise RuntimeError("the runtime is not ready")
+
+
+class LanguageReplica:
+    """A text generator (``transformers``): OpenAI request bodies in, OpenAI objects out."""
+
+    async def __init__(self, runtime_name: str, spec: ArtifactSpec) -> None:  # type: ignore[misc]
+        runtime = runtime_named(runtime_name)(spec)
+        if not isinstance(runtime, ChatRuntime):
+            raise TypeError(f"{runtime_name} models do not generate text")
+        await runtime.load()
+        self.runtime = runtime
+
+    async def chat(self, request: dict[str, Any]) -> Outcome:
+        try:
+            return "ok", await self.runtime.chat(request)
+        except Exception as exc:
+            return _failure(exc)
+
+    async def complete(self, request: dict[str, Any]) -> Outcome:
+        try:
+            return "ok", await self.runtime.complete(request)
+        except Exception as exc:
+            return _failure(exc)
+
+    async def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[Outcome]:
+        async for item in _relay(self.runtime.chat_stream(request)):
+            yield item
+
+    async def complete_stream(self, request: dict[str, Any]) -> AsyncIterator[Outcome]:
+        async for item in _relay(self.runtime.complete_stream(request)):
+            yield item
+
+    def check_health(self) -> None:
+        if not self.runtime.ready:
+            raise RuntimeError("the runtime is not ready")
+
+
+async def _relay(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Outcome]:
+    """A stream's chunks, then its failure (after the usage chunk) as the last item."""
+    try:
+        async for chunk in chunks:
+            yield "ok", chunk
+    except Exception as exc:
+        yield _failure(exc)
