@@ -30,7 +30,7 @@ MAX_EXAMPLES = 5
 MAX_SECONDS = 300  # a run that takes longer has hung
 
 
-def _fuzz(url: str, *options: str) -> subprocess.CompletedProcess[str]:
+def _fuzz(url: str, workdir: Path, *options: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/openapi.json"]
     command += ["--header", f"Authorization: Bearer {ADMIN_KEY}"]
     command += ["--checks", "not_a_server_error,status_code_conformance"]
@@ -38,7 +38,12 @@ def _fuzz(url: str, *options: str) -> subprocess.CompletedProcess[str]:
     command += ["--suppress-health-check", "all", "--no-shrink", "--warnings", "off"]
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"}
     return subprocess.run(
-        [*command, *options], capture_output=True, text=True, timeout=MAX_SECONDS, env=env
+        [*command, *options],
+        capture_output=True,
+        text=True,
+        timeout=MAX_SECONDS,
+        env=env,
+        cwd=workdir,  # it keeps a cache of its own in the working directory
     )
 
 
@@ -65,7 +70,7 @@ def _run(tmp_path: Path, database_url: str) -> None:
         with httpx.Client(base_url=server.url, headers=headers, timeout=60) as admin:
             register_estimator(admin, "fuzzed", classifier(), tmp_path)
             deploy(admin, "fuzzed", endpoint_name="fuzzed")
-        done = _fuzz(server.url, *_OPTIONS)
+        done = _fuzz(server.url, tmp_path, *_OPTIONS)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-20000:]
     assert " generated, " in output, output[-5000:]
