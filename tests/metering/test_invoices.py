@@ -30,7 +30,7 @@ from tests.metering.months import (
     wait_for_requests,
 )
 from tests.models import classifier
-from tests.portal.pages import log_in, submit, visitor
+from tests.portal.pages import admin_visitor, log_in, submit, visitor
 from tests.portal.test_browser import browser  # noqa: F401 (the fixture, reused)
 from tests.servers import running
 from tests.serving.helpers import deploy, register_estimator
@@ -467,20 +467,8 @@ def test_the_console_shows_revenue_and_admin_routes_check_the_role(
     move_usage_to(billing.settings, month)
     _close(billing, month)
 
-    username = f"boss{secrets.token_hex(3)}"
-    created = billing.admin.post(
-        "/admin/users",
-        json={
-            "username": username,
-            "email": f"{username}@example.org",
-            "password": PASSWORD,
-            "role": "admin",
-        },
-    )
-    assert created.status_code == 201, created.text
-    web = visitor(billing.url)
+    web = admin_visitor(billing.url, billing.admin, PASSWORD, "boss")
     try:
-        assert log_in(web, username, PASSWORD).status_code == 303
         page = web.get("/console/revenue")
         assert page.status_code == 200
         for section in ("by_month", "by_plan", "by_model", "by_account"):

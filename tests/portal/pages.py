@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import httpx
@@ -31,3 +32,21 @@ def submit(client: httpx.Client, page: str, target: str, **fields: Any) -> httpx
     """Post a form of ``page`` to ``target`` with the token that page carries."""
     token = csrf_of(client.get(page))
     return client.post(target, data={"csrf_token": token, **fields})
+
+
+def admin_visitor(
+    url: str, admin: httpx.Client, password: str, prefix: str = "admin"
+) -> httpx.Client:
+    """A browser-like client logged in to the console as a new admin that ``admin`` made."""
+    username = f"{prefix}{secrets.token_hex(3)}"
+    body = {
+        "username": username,
+        "email": f"{username}@example.org",
+        "password": password,
+        "role": "admin",
+    }
+    created = admin.post("/admin/users", json=body)
+    assert created.status_code == 201, created.text
+    client = visitor(url)
+    assert log_in(client, username, password).status_code == 303
+    return client

@@ -12,25 +12,13 @@ import pytest
 from tests.accounts import PASSWORD, Factory
 from tests.conftest import Platform
 from tests.models import classifier
-from tests.portal.pages import log_in, submit, visitor
+from tests.portal.pages import admin_visitor, log_in, submit, visitor
 from tests.serving.helpers import register_estimator
 
 
 @pytest.fixture
 def console(platform: Platform):
-    username = f"admin{secrets.token_hex(3)}"
-    created = platform.admin.post(
-        "/admin/users",
-        json={
-            "username": username,
-            "email": f"{username}@example.org",
-            "password": PASSWORD,
-            "role": "admin",
-        },
-    )
-    assert created.status_code == 201, created.text
-    client = visitor(platform.url)
-    assert log_in(client, username, PASSWORD).status_code == 303
+    client = admin_visitor(platform.url, platform.admin, PASSWORD, "admin")
     yield client
     client.close()
 

@@ -23,7 +23,7 @@ from openmaas.demo.tiny_llm import tiny_llm_archive
 from openmaas.demo.training import train_binary_classifier
 from tests.accounts import PASSWORD, Factory
 from tests.conftest import ADMIN_KEY
-from tests.portal.pages import log_in, visitor
+from tests.portal.pages import admin_visitor
 from tests.ray.conftest import RayPlatform
 from tests.serving.helpers import register
 
@@ -51,19 +51,7 @@ def _replica_actors(app_name: str) -> list[Any]:
 
 def _console(platform: RayPlatform) -> httpx.Client:
     """A browser-like client logged in to the console as a new admin."""
-    username = f"admin{secrets.token_hex(3)}"
-    created = platform.admin.post(
-        "/admin/users",
-        json={
-            "username": username,
-            "email": f"{username}@example.org",
-            "password": PASSWORD,
-            "role": "admin",
-        },
-    )
-    assert created.status_code == 201, created.text
-    client = visitor(platform.url)
-    assert log_in(client, username, PASSWORD).status_code == 303
+    client = admin_visitor(platform.url, platform.admin, PASSWORD, "admin")
     return client
 
 
