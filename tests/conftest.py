@@ -4,6 +4,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,17 @@ class Platform:
     server: ServerThread
     admin: httpx.Client
     anonymous: httpx.Client
+
+
+class _RefuseCookies(DefaultCookiePolicy):
+    def set_ok(self, cookie: object, request: object) -> bool:
+        return False
+
+
+def no_cookies() -> CookieJar:
+    """For the session's shared clients: a page one test visits (a login form sets a CSRF
+    cookie, a login a session) must not turn the next test's key call into a session call."""
+    return CookieJar(policy=_RefuseCookies())
 
 
 def make_settings(data_dir: Path, database_url: str = "", **overrides: object) -> Settings:
@@ -63,8 +75,10 @@ def platform(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     with running(create_app(settings)) as server:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with (
-            httpx.Client(base_url=server.url, headers=headers, timeout=60) as admin,
-            httpx.Client(base_url=server.url, timeout=60) as anonymous,
+            httpx.Client(
+                base_url=server.url, headers=headers, timeout=60, cookies=no_cookies()
+            ) as admin,
+            httpx.Client(base_url=server.url, timeout=60, cookies=no_cookies()) as anonymous,
         ):
             yield Platform(server.url, settings, server, admin, anonymous)
 

@@ -19,6 +19,7 @@ import json
 import os
 import time
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +102,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# Prices travel as exact decimal strings and come back as Decimal (never through a float).
+_PRICES = ("price_per_request", "price_per_1k_input_tokens", "price_per_1k_output_tokens")
+
+
 def _encode(value: object) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f"cannot keep {type(value).__name__} in a usage spill file")
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
     row["minute"] = datetime.fromisoformat(row["minute"])
     row["day"] = date.fromisoformat(row["day"])
+    for name in _PRICES:
+        if row.get(name) is not None:
+            row[name] = Decimal(row[name])
     return row

@@ -124,5 +124,8 @@ async def list_applications(
 
 
 async def count_applications(*, session: AsyncSession, user_id: int) -> int:
-    query = select(func.count(ApplicationRow.id)).where(ApplicationRow.user_id == user_id)
+    """The applications a developer owns now: archived ones keep their history, not a place."""
+    query = select(func.count(ApplicationRow.id)).where(
+        ApplicationRow.user_id == user_id, ApplicationRow.archived_at.is_(None)
+    )
     return int(await session.scalar(query) or 0)
