@@ -362,12 +362,8 @@ def test_the_cli_closes_lists_shows_and_exports(
     assert "Closed " + month in run("invoices", "close", "--month", month)
     assert "closed already" in run("invoices", "close", "--month", month)
     listed = run("invoices", "list", "--user-id", str(developer.user_id))
-    [number] = [
-        item["number"]
-        for item in billing.admin.get("/invoices", params={"user_id": developer.user_id}).json()[
-            "invoices"
-        ]
-    ]
+    invoices = billing.admin.get("/invoices", params={"user_id": developer.user_id}).json()
+    [number] = [item["number"] for item in invoices["invoices"] if item["month"] == month]
     assert number in listed and "0.12" in listed
     file = tmp_path / "invoice.csv"
     run("invoices", "show", number, "--format", "csv", "--output", str(file))

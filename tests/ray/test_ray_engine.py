@@ -152,7 +152,7 @@ def test_predict_and_v2_through_the_gateway_with_keys_and_plans(
     bad = ray_platform.admin.post("/predict", json={**body, "input": [[1.0, 2.0]]})
     assert bad.status_code in (400, 422) and "code" in bad.json()
 
-    metrics = ray_platform.anonymous.get("/metrics").text
+    metrics = ray_platform.admin.get("/metrics").text
     assert f'model="{classifier_on_ray}"' in metrics
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from openmaas.api.deps import MAX_ID, AdminDep, PlatformDep, PrincipalDep
+from openmaas.api.errors import MANAGEMENT_ERRORS
 from openmaas.api.json_body import JsonBodyRoute
 from openmaas.domain.errors import Conflict
 from openmaas.metering.billing import this_month
@@ -17,7 +18,7 @@ from openmaas.metering.exports import invoice_csv, usage_csv
 from openmaas.metering.invoices import previous_month
 from openmaas.portal.web import templates
 
-router = APIRouter(route_class=JsonBodyRoute, tags=["billing"])
+router = APIRouter(route_class=JsonBodyRoute, tags=["billing"], responses=MANAGEMENT_ERRORS)
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
 InvoiceNumber = Path(pattern=r"^\d{4}-\d{2}-\d{4,6}$", description="e.g. 2026-10-0001")
