@@ -30,8 +30,8 @@ from tests.metering.months import (
     wait_for_requests,
 )
 from tests.models import classifier
+from tests.portal.browser import browser  # noqa: F401 (the shared fixture)
 from tests.portal.pages import admin_visitor, log_in, submit, visitor
-from tests.portal.test_browser import browser  # noqa: F401 (the fixture, reused)
 from tests.servers import running
 from tests.serving.helpers import deploy, register_estimator
 

@@ -6,11 +6,8 @@ missing browser is a failure: the install step provides it.
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,26 +17,6 @@ from tests.accounts import PASSWORD, Factory
 from tests.conftest import Platform
 from tests.models import classifier
 from tests.serving.helpers import deploy, register_estimator
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; `make install` installs it with apt-get")
-        pytest.skip(
-            f"browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
