@@ -30,6 +30,7 @@ from openmaas.app import create_app
 from openmaas.testing import FakeOpenAI
 from tests.accounts import Factory, await_key_everywhere
 from tests.conftest import ADMIN_KEY, make_settings
+from tests.deploy.balancer import Balancer
 from tests.models import classifier, skops_file
 from tests.proxy import TcpProxy
 from tests.servers import (
@@ -412,50 +413,6 @@ async def _usage_of(database_url: str, application_id: int) -> int:
         return int(total)
     finally:
         await connection.close()
-
-
-class Balancer:
-    """What a load balancer does: polls readiness, sends to the replicas that are ready."""
-
-    def __init__(self, replicas: list[Replica]) -> None:
-        self.replicas = replicas
-        self.ready = {r.name: True for r in replicas}
-        self.first_unready: dict[str, float] = {}
-        self.first_refused: dict[str, float] = {}
-        self.watching = False  # set when the stop begins
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _poll(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                for replica in self.replicas:
-                    refused = False
-                    try:
-                        ok = client.get(f"{replica.url}/readyz").status_code == 200
-                    except httpx.TransportError as error:
-                        ok = False
-                        refused = isinstance(error, httpx.ConnectError)
-                    now = time.monotonic()
-                    if not ok and self.watching:
-                        self.first_unready.setdefault(replica.name, now)
-                    if refused and self.watching:
-                        self.first_refused.setdefault(replica.name, now)
-                    self.ready[replica.name] = ok
-                time.sleep(0.1)
-
-    def pick(self, turn: int) -> Replica:
-        deadline = time.monotonic() + 10
-        while not (ready := [r for r in self.replicas if self.ready[r.name]]):
-            # A probe slowed down by a busy machine: wait for the next round.
-            assert time.monotonic() < deadline, "no replica is ready"
-            time.sleep(0.05)
-        return ready[turn % len(ready)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def test_a_replica_stopped_under_load_loses_no_request_and_no_usage(
