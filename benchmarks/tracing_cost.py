@@ -20,10 +20,13 @@ import sys
 import tarfile
 import tempfile
 import threading
+import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from packaging.requirements import Requirement
 
 from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
 from benchmarks.v2_sklearn import ADMIN_KEY, AUTH, BODY, provision
@@ -67,6 +70,32 @@ def unpack(revision: str, into: Path) -> Path:
     return into / "src"
 
 
+def missing_dependencies(revision: str, into: Path) -> Path:
+    """Install beside the baseline what its pyproject needs and this environment lacks.
+
+    Older code used libraries since dropped (the ``limits`` package before the limiter
+    was rewritten); without them its server never starts. They go to a directory of
+    their own on the baseline's ``PYTHONPATH``, never into this environment.
+    """
+    pyproject = subprocess.run(
+        ["git", "show", f"{revision}:pyproject.toml"], capture_output=True, check=True
+    ).stdout
+    needed = []
+    for line in tomllib.loads(pyproject.decode())["project"]["dependencies"]:
+        requirement = Requirement(line)
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            needed.append(line)
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            needed.append(line)
+    if needed:
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(into)]
+        subprocess.run([*pip, *needed], check=True)
+    return into
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--baseline", required=True, help="git revision from before tracing")
@@ -81,8 +110,10 @@ def main() -> None:
     )
     threading.Thread(target=sink.run, daemon=True).start()
     baseline_src = unpack(args.baseline, work / "baseline")
+    baseline_deps = missing_dependencies(args.baseline, work / "baseline-deps")
+    baseline_path = f"{baseline_src}{os.pathsep}{baseline_deps}"
     servers = {
-        "before tracing existed": start(work / "base", {}, str(baseline_src)),
+        "before tracing existed": start(work / "base", {}, baseline_path),
         "tracing off": start(work / "off", {}),
         "tracing on": start(
             work / "on", {"OPENMAAS_OTEL_ENDPOINT": f"http://127.0.0.1:{sink_port}"}
