@@ -127,10 +127,10 @@ def serve(
         log_level=settings.log_level,
         log_config=log_config(settings.log_level, settings.log_format),
         access_log=settings.access_log,
-        # h11 enforces a limit on the request line and headers (httptools has none): a
+        # httptools with the request line and headers bounded (api/http_protocol.py): a
         # client cannot hold the server parsing a huge header. X-Forwarded-* are honoured
         # by the application, from OPENMAAS_TRUSTED_PROXIES only (security_headers.py).
-        http="h11",
+        http="openmaas.api.http_protocol:BoundedHttpToolsProtocol",
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
         proxy_headers=False,
