@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 from fastapi import Request, Response
 
 from openmaas import tracing
@@ -28,6 +27,7 @@ from openmaas.platform import Platform
 from openmaas.routing.table import CompiledRoute
 from openmaas.runtimes.language import LanguageRuntime
 from openmaas.serving.endpoints import Endpoint
+from openmaas.serving.input_limits import count_prompt_tokens
 from openmaas.serving.language_tensors import speaks_text
 
 
@@ -269,12 +269,7 @@ async def reserve_tokens(
         terms = call.admission.terms
         prompt = 0
         if terms and terms.token_limits:
-            # Tokenizing runs in a worker thread: a long prompt must not stall the loop.
-            prompt = (
-                counted
-                if counted is not None
-                else await anyio.to_thread.run_sync(runtime.prompt_tokens_at_most, body)
-            )
+            prompt = counted if counted is not None else await count_prompt_tokens(runtime, body)
         if embedding:
             demand = Demand(input_tokens=prompt)
         else:

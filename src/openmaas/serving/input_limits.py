@@ -1,10 +1,10 @@
 """Limits on what one inference request may hand a model, checked before the work starts.
 
 A prompt is measured in characters first (free: no tokenizer runs), then, when a token
-limit is set, in tokens (in a worker thread, as every tokenization is). Tensor requests
-are bounded in rows. Each limit is a platform setting with a per-deployment override
-(``DeploymentConfig``); without either, a prompt may have as many tokens as the model's
-context length and ``CHARACTERS_PER_TOKEN`` times as many characters.
+limit is set, in tokens (a long prompt in a worker thread, see ``count_prompt_tokens``).
+Tensor requests are bounded in rows. Each limit is a platform setting with a per-deployment
+override (``DeploymentConfig``); without either, a prompt may have as many tokens as the
+model's context length and ``CHARACTERS_PER_TOKEN`` times as many characters.
 """
 
 from __future__ import annotations
@@ -23,6 +23,27 @@ CHARACTERS_PER_TOKEN = 16
 """More characters than tokenizers put in one token on average, even in text that packs
 well (code, repeated words): a prompt past it cannot fit the context, so it is refused
 before anything tokenizes it."""
+
+INLINE_TOKENIZE_CHARACTERS = 4096
+"""Prompts up to this many characters are tokenized on the event loop: a fast tokenizer
+does that in tens of microseconds, less than the hop to a worker thread and back, which
+every short chat request paid. Longer ones go to a thread so they never stall the loop."""
+
+
+async def count_prompt_tokens(
+    runtime: LanguageRuntime, request: dict[str, Any], characters: int | None = None
+) -> int:
+    """The most tokens the prompt of ``request`` can be, as ``runtime`` counts it."""
+    if characters is None:
+        characters = prompt_characters(request)
+    if characters <= INLINE_TOKENIZE_CHARACTERS:
+        return runtime.prompt_tokens_at_most(request)
+    return await anyio.to_thread.run_sync(runtime.prompt_tokens_at_most, request)
+
+
+def prompt_characters(request: dict[str, Any]) -> int:
+    """The prompt's characters, token ids counted as one each."""
+    return sum(len(text) for text in request_texts(request)) + request_token_ids(request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +75,7 @@ class InputLimits:
         self, config: DeploymentConfig, runtime: LanguageRuntime, request: dict[str, Any]
     ) -> int | None:
         """Refuse a prompt over the limits; its tokens when they had to be counted."""
-        characters = sum(len(text) for text in request_texts(request)) + request_token_ids(request)
+        characters = prompt_characters(request)
         most = self.prompt_characters(config, runtime)
         if most is not None and characters > most:
             raise PayloadTooLarge(
@@ -65,7 +86,7 @@ class InputLimits:
         limit = self.prompt_tokens(config)
         if limit is None:
             return None
-        tokens = await anyio.to_thread.run_sync(runtime.prompt_tokens_at_most, request)
+        tokens = await count_prompt_tokens(runtime, request, characters)
         if tokens > limit:
             raise BadRequest(
                 f"the prompt has {tokens} tokens; this model reads at most {limit}",
