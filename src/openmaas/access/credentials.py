@@ -13,10 +13,22 @@ KEY_PREFIX = "om_"
 
 def credential_from_headers(headers: Mapping[str, str]) -> str | None:
     """The presented key, or None when the request carries none (or an unreadable one)."""
-    api_key = headers.get("x-api-key")
+    raw: list[tuple[bytes, bytes]] | None = getattr(headers, "raw", None)
+    if raw is not None:
+        # Starlette's headers: one pass over the raw pairs (ASGI names are lower case)
+        # instead of a scan and a decode of every header per name looked up.
+        api_key: str | None = None
+        authorization: str | None = None
+        for name, given in raw:
+            if name == b"authorization":
+                authorization = authorization or given.decode("latin-1")
+            elif name == b"x-api-key":
+                api_key = api_key or given.decode("latin-1")
+    else:
+        api_key = headers.get("x-api-key")
+        authorization = headers.get("authorization")
     if api_key:
         return api_key.strip() or None
-    authorization = headers.get("authorization")
     if not authorization:
         return None
     scheme, _, value = authorization.partition(" ")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from openmaas.access.credentials import credential_from_headers, hash_key
 from openmaas.access.limiter import SPANS, Counter, Demand, Hold, Limiter, WindowState
-from openmaas.access.service import AccessService
+from openmaas.access.service import AccessService, Identity
 from openmaas.access.snapshot import SnapshotStore
 from openmaas.background import Periodic
 from openmaas.domain.accounts import Principal
@@ -216,8 +216,13 @@ class AccessGate:
             failure="could not write keys' last-used times",
         )
 
-    async def admit(self, headers: Mapping[str, str], model_name: str) -> Admission:
-        identity = self.access.identify_key(credential_from_headers(headers))
+    async def admit(
+        self, headers: Mapping[str, str], model_name: str, identity: Identity | None = None
+    ) -> Admission:
+        """Who may call ``model_name`` and on which terms; ``identity``: the caller's key
+        as the entry of the request already identified it (not looked up twice)."""
+        if identity is None:
+            identity = self.access.identify_key(credential_from_headers(headers))
         principal, key = identity.principal, identity.key
         if key is not None:
             self._last_used[key.id] = datetime.now(UTC)

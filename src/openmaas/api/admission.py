@@ -30,6 +30,9 @@ from openmaas.serving.endpoints import Endpoint
 from openmaas.serving.input_limits import count_prompt_tokens
 from openmaas.serving.language_tensors import speaks_text
 
+IDENTITY = "openmaas.identity"
+"""The scope key of the caller's identity, when the request's entry already checked its key."""
+
 
 @dataclass
 class Call:
@@ -84,11 +87,12 @@ async def _metered(
     call.started = time.perf_counter()
     status = 500
     try:
+        identity = request.scope.get(IDENTITY)
         if call.span is None:
-            call.admission = await platform.gate.admit(request.headers, call.model)
+            call.admission = await platform.gate.admit(request.headers, call.model, identity)
         else:
             with tracing.span("openmaas.admission"):
-                call.admission = await platform.gate.admit(request.headers, call.model)
+                call.admission = await platform.gate.admit(request.headers, call.model, identity)
         response = await handle(call)
         status = response.status_code
         if call.reservation is not None:

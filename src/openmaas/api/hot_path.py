@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from openmaas.access import credential_from_headers
 from openmaas.api import kserve_v1, openai_api, predict, v2
+from openmaas.api.admission import IDENTITY
 from openmaas.api.errors import error_response, openmaas_error
 from openmaas.domain.errors import OpenMaaSError
 from openmaas.platform import Platform
@@ -110,7 +111,8 @@ class InferenceHotPath:
             # The key is checked before the body is read or parsed and before the model
             # is looked up: a stranger sends no body to the server, and an unknown model
             # and a deployed one both answer 401.
-            self.platform.access.identify_key(credential_from_headers(request.headers))
+            identity = self.platform.access.identify_key(credential_from_headers(request.headers))
+            scope[IDENTITY] = identity
             response = await handler(self.platform, request)
         except OpenMaaSError as exc:
             response = await openmaas_error(request, exc)
