@@ -14,9 +14,10 @@ is also the same batcher, with the same settings, as a local deployment's.
 
 To the serving layer a Ray deployment is one more runtime (``RayTensorRuntime``,
 ``RayChatRuntime``, ``RayEmbeddingRuntime``): loading it deploys (or finds) the Serve
-application; unloading it forgets the handle but leaves
-the application running, since other gateway processes use it too; ``RayPlacement.remove``
-deletes the application when the endpoint is undeployed.
+application; unloading it forgets the handle but leaves the application running, since
+other gateway processes use it too; ``RayPlacement.remove`` deletes the application when
+the endpoint is undeployed. ``Replicas`` makes the calls, and runs a call again when its
+replica dies under it.
 """
 
 from __future__ import annotations
