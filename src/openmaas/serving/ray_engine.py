@@ -12,10 +12,12 @@ the hop to a replica is the expensive part, and a batch formed before it pays on
 many requests; ``@serve.batch`` would batch only what already crossed it one by one. It
 is also the same batcher, with the same settings, as a local deployment's.
 
-To the serving layer a Ray deployment is one more runtime (``RayTensorRuntime``): loading
-it deploys (or finds) the Serve application; unloading it forgets the handle but leaves
-the application running, since other gateway processes use it too; ``RayPlacement.remove``
-deletes the application when the endpoint is undeployed.
+To the serving layer a Ray deployment is one more runtime (``RayTensorRuntime``,
+``RayChatRuntime``, ``RayEmbeddingRuntime``): loading it deploys (or finds) the Serve
+application; unloading it forgets the handle but leaves the application running, since
+other gateway processes use it too; ``RayPlacement.remove`` deletes the application when
+the endpoint is undeployed. ``Replicas`` makes the calls, and runs a call again when its
+replica dies under it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,18 @@ from typing import Any
 from openmaas.domain.deployments import DeploymentConfig
 from openmaas.domain.errors import BadRequest, OpenMaaSError, ServiceUnavailable
 from openmaas.domain.models import Signature
-from openmaas.runtimes import ArtifactSpec, ChatRuntime, Runtime, TensorRuntime, Tensors
+from openmaas.runtimes import (
+    ArtifactSpec,
+    ChatRuntime,
+    EmbeddingRuntime,
+    Runtime,
+    TensorRuntime,
+    Tensors,
+)
 from openmaas.runtimes.language import GENERATION_SIGNATURE
+from openmaas.runtimes.sentence_embeddings import SentenceTransformersRuntime
 from openmaas.runtimes.transformers_llm import TransformersRuntime
-from openmaas.serving.ray_replica import LanguageReplica, ModelReplica
+from openmaas.serving.ray_replica import EmbeddingReplica, LanguageReplica, ModelReplica
 
 logger = logging.getLogger("openmaas.serving.ray")
 
@@ -151,6 +161,8 @@ class RayPlacement:
             return RayTensorRuntime(self, runtime_class.name, spec)
         if issubclass(runtime_class, TransformersRuntime):
             return RayChatRuntime(self, runtime_class(spec), spec)
+        if issubclass(runtime_class, SentenceTransformersRuntime):
+            return RayEmbeddingRuntime(self, runtime_class(spec), spec)
         raise BadRequest(
             f"{runtime_class.name} models cannot run on Ray yet; deploy them 'local'",
             code="engine_unsupported",
@@ -196,6 +208,87 @@ class RayPlacement:
             logger.exception("deleting the Ray Serve application %s failed", self.app_name)
 
 
+class Replicas:
+    """The deployment handle of one endpoint's Serve application, and calls through it.
+
+    A call that has done nothing visible before it answers (inference, an embedding, a
+    non-streamed generation, a stream before its first chunk) is tried again when its
+    replica dies under it: Ray sends it to another replica, or to the one it starts.
+    """
+
+    def __init__(self, placement: RayPlacement) -> None:
+        self.placement = placement
+        self.handle: Any = None
+
+    async def deploy(self, replica: type, runtime_name: str, spec: ArtifactSpec) -> None:
+        await self.placement.cluster.connect()
+        self.handle = await asyncio.to_thread(self.placement.deploy, replica, runtime_name, spec)
+
+    def forget(self) -> None:
+        self.handle = None
+
+    def _method(self, name: str, *, stream: bool = False) -> Any:
+        if self.handle is None:
+            raise _unavailable("the model's replicas are not reachable")
+        handle = self.handle.options(stream=True) if stream else self.handle
+        return getattr(handle, name)
+
+    async def call(self, name: str, *args: Any) -> Any:
+        """What the replica's method answered (its failure raised as a local model's)."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                state, value = await self._method(name).remote(*args)
+            except _ray_errors() as exc:
+                failure = self._failure(exc, retry=attempt < _ATTEMPTS)
+                if failure is not None:
+                    raise failure from exc
+                await asyncio.sleep(0.05 * attempt)
+                continue
+            if state == "ok":
+                return value
+            raise _replica_error(value)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(self, name: str, *args: Any) -> AsyncIterator[dict[str, Any]]:
+        """The replica's chunks; once one has been relayed, a failure ends the stream."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            relayed = False
+            try:
+                async for state, value in self._method(name, stream=True).remote(*args):
+                    if state != "ok":
+                        raise _replica_error(value)
+                    relayed = True
+                    yield dict(value)
+                return
+            except _ray_errors() as exc:
+                failure = self._failure(exc, retry=not relayed and attempt < _ATTEMPTS)
+                if failure is not None:
+                    raise failure from exc
+                await asyncio.sleep(0.05 * attempt)
+
+    def _failure(self, exc: BaseException, *, retry: bool) -> ServiceUnavailable | None:
+        """What a Ray error means for the request; None: run it again."""
+        from ray import exceptions as ray_errors
+        from ray.serve.exceptions import BackPressureError, ReplicaUnavailableError
+
+        app_name = self.placement.app_name
+        if isinstance(exc, BackPressureError):
+            return _unavailable("every replica of the model is busy")
+        if isinstance(exc, ray_errors.RayActorError | ReplicaUnavailableError):
+            # The replica died under the request or is being replaced: Ray starts a new one.
+            logger.warning("a Ray replica of %s failed: %r", app_name, exc)
+            return None if retry else _unavailable("the model's replica went away; retry shortly")
+        logger.warning("Ray failed on %s: %r", app_name, exc)
+        return _unavailable("the Ray cluster could not run the request")
+
+
+def _ray_errors() -> tuple[type[Exception], ...]:
+    from ray import exceptions as ray_errors
+    from ray.serve.exceptions import RayServeException
+
+    return ray_errors.RayError, RayServeException
+
+
 class RayTensorRuntime(TensorRuntime):
     """A tensor model whose replicas run on Ray Serve, called through a deployment handle."""
 
@@ -205,60 +298,26 @@ class RayTensorRuntime(TensorRuntime):
         super().__init__(spec)
         self.placement = placement
         self.runtime_name = runtime_name
-        self._handle: Any = None
+        self.replicas = Replicas(placement)
 
     @classmethod
     def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
         raise NotImplementedError
 
     async def load(self) -> None:
-        await self.placement.cluster.connect()
-        self._handle = await asyncio.to_thread(self._deploy)
+        await self.replicas.deploy(ModelReplica, self.runtime_name, self.spec)
         if self.signature.empty:
-            found = await self._handle.signature.remote()
-            self.signature = Signature.from_dict(found)
-
-    def _deploy(self) -> Any:
-        return self.placement.deploy(ModelReplica, self.runtime_name, self.spec)
+            self.signature = Signature.from_dict(await self.replicas.call("signature"))
 
     async def unload(self) -> None:
-        self._handle = None
+        self.replicas.forget()
 
     @property
     def ready(self) -> bool:
-        return self._handle is not None
+        return self.replicas.handle is not None
 
     async def infer(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
-        from ray import exceptions as ray_errors
-        from ray.serve.exceptions import (
-            BackPressureError,
-            RayServeException,
-            ReplicaUnavailableError,
-        )
-
-        handle = self._handle
-        if handle is None:
-            raise _unavailable("the model's replicas are not reachable")
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                state, value = await handle.infer.remote(inputs, list(outputs or ()) or None)
-            except BackPressureError as exc:
-                raise _unavailable("every replica of the model is busy") from exc
-            except (ray_errors.RayActorError, ReplicaUnavailableError) as exc:
-                # The replica died under the request (inference has no side effects, so
-                # another may run it) or is being replaced: Ray starts a new one.
-                logger.warning("a Ray replica of %s failed: %r", self.placement.app_name, exc)
-                if attempt == _ATTEMPTS:
-                    raise _unavailable("the model's replica went away; retry shortly") from exc
-                await asyncio.sleep(0.05 * attempt)
-                continue
-            except (ray_errors.RayError, RayServeException) as exc:
-                logger.warning("Ray failed on %s: %r", self.placement.app_name, exc)
-                raise _unavailable("the Ray cluster could not run the request") from exc
-            if state == "ok":
-                return dict(value)
-            raise _replica_error(value)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return dict(await self.replicas.call("infer", inputs, list(outputs or ()) or None))
 
 
 class RayChatRuntime(ChatRuntime):
@@ -276,27 +335,24 @@ class RayChatRuntime(ChatRuntime):
         super().__init__(spec)
         self.placement = placement
         self.tokens = tokens
-        self._handle: Any = None
+        self.replicas = Replicas(placement)
 
     @classmethod
     def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
         raise NotImplementedError
 
     async def load(self) -> None:
-        await self.placement.cluster.connect()
         await self.tokens.load_tokenizer()
-        self._handle = await asyncio.to_thread(
-            self.placement.deploy, LanguageReplica, self.tokens.name, self.spec
-        )
+        await self.replicas.deploy(LanguageReplica, self.tokens.name, self.spec)
         if self.signature.empty:
             self.signature = GENERATION_SIGNATURE
 
     async def unload(self) -> None:
-        self._handle = None
+        self.replicas.forget()
 
     @property
     def ready(self) -> bool:
-        return self._handle is not None
+        return self.replicas.handle is not None
 
     def count_tokens(self, text: str) -> int:
         return self.tokens.count_tokens(text)
@@ -312,48 +368,60 @@ class RayChatRuntime(ChatRuntime):
         return self.tokens.prompt_tokens_at_most(request)
 
     async def chat(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("chat", request)
+        return dict(await self.replicas.call("chat", request))
 
     async def complete(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self._call("complete", request)
+        return dict(await self.replicas.call("complete", request))
 
     def chat_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self._stream("chat_stream", request)
+        return self.replicas.stream("chat_stream", request)
 
     def complete_stream(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        return self._stream("complete_stream", request)
+        return self.replicas.stream("complete_stream", request)
 
-    def _method(self, name: str, *, stream: bool = False) -> Any:
-        if self._handle is None:
-            raise _unavailable("the model's replicas are not reachable")
-        handle = self._handle.options(stream=True) if stream else self._handle
-        return getattr(handle, name)
 
-    async def _call(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
-        from ray import exceptions as ray_errors
-        from ray.serve.exceptions import RayServeException
+class RayEmbeddingRuntime(EmbeddingRuntime):
+    """A sentence-transformers model whose replicas run on Ray Serve.
 
-        try:
-            state, value = await self._method(name).remote(request)
-        except (ray_errors.RayError, RayServeException) as exc:
-            logger.warning("Ray failed on %s: %r", self.placement.app_name, exc)
-            raise _unavailable("the model's replica could not run the request") from exc
-        if state == "ok":
-            return dict(value)
-        raise _replica_error(value)
+    As for a generator, the gateway counts the input's tokens itself (plans reserve them
+    before the call) with the model's tokenizer alone; the replicas embed.
+    """
 
-    async def _stream(self, name: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        from ray import exceptions as ray_errors
-        from ray.serve.exceptions import RayServeException
+    name = "ray"
 
-        try:
-            async for state, value in self._method(name, stream=True).remote(request):
-                if state != "ok":
-                    raise _replica_error(value)
-                yield dict(value)
-        except (ray_errors.RayError, RayServeException) as exc:
-            logger.warning("Ray failed on %s: %r", self.placement.app_name, exc)
-            raise _unavailable("the model's replica went away during the stream") from exc
+    def __init__(
+        self, placement: RayPlacement, tokens: SentenceTransformersRuntime, spec: ArtifactSpec
+    ) -> None:
+        super().__init__(spec)
+        self.placement = placement
+        self.tokens = tokens
+        self.replicas = Replicas(placement)
+
+    @classmethod
+    def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
+        raise NotImplementedError
+
+    async def load(self) -> None:
+        await self.tokens.load_tokenizer()
+        await self.replicas.deploy(EmbeddingReplica, self.tokens.name, self.spec)
+        if self.signature.empty:
+            self.signature = Signature.from_dict(await self.replicas.call("signature"))
+
+    async def unload(self) -> None:
+        self.replicas.forget()
+
+    @property
+    def ready(self) -> bool:
+        return self.replicas.handle is not None
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokens.count_tokens(text)
+
+    def prompt_tokens(self, request: dict[str, Any]) -> int:
+        return self.tokens.prompt_tokens(request)
+
+    async def embed(self, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.replicas.call("embed", request))
 
 
 def _replica_error(error: dict[str, Any]) -> OpenMaaSError:

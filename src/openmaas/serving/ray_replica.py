@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from openmaas.domain.errors import OpenMaaSError
-from openmaas.runtimes import ArtifactSpec, ChatRuntime, TensorRuntime, Tensors, runtime_named
+from openmaas.runtimes import (
+    ArtifactSpec,
+    ChatRuntime,
+    EmbeddingRuntime,
+    TensorRuntime,
+    Tensors,
+    runtime_named,
+)
 
 Outcome = tuple[str, Any]
 """``("ok", tensors)`` or ``("error", {"status", "code", "message"})``."""
@@ -37,9 +44,9 @@ class ModelReplica:
         await runtime.load()
         self.runtime = runtime
 
-    def signature(self) -> dict[str, Any]:
+    def signature(self) -> Outcome:
         """The signature as the loaded runtime knows it (a Python class learns it on load)."""
-        return self.runtime.signature.to_dict()
+        return "ok", self.runtime.signature.to_dict()
 
     async def infer(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Outcome:
         try:
@@ -91,6 +98,32 @@ class LanguageReplica:
     async def complete_stream(self, request: dict[str, Any]) -> AsyncIterator[Outcome]:
         async for item in _relay(self.runtime.complete_stream(request)):
             yield item
+
+    def check_health(self) -> None:
+        if not self.runtime.ready:
+            raise RuntimeError("the runtime is not ready")
+
+
+class EmbeddingReplica:
+    """An embedding model (``sentence-transformers``): OpenAI request bodies in, the
+    embeddings ``list`` out."""
+
+    async def __init__(self, runtime_name: str, spec: ArtifactSpec) -> None:  # type: ignore[misc]
+        runtime = runtime_named(runtime_name)(spec)
+        if not isinstance(runtime, EmbeddingRuntime):
+            raise TypeError(f"{runtime_name} models do not embed text")
+        await runtime.load()
+        self.runtime = runtime
+
+    def signature(self) -> Outcome:
+        """The signature with the embedding size the loaded model reports."""
+        return "ok", self.runtime.signature.to_dict()
+
+    async def embed(self, request: dict[str, Any]) -> Outcome:
+        try:
+            return "ok", await self.runtime.embed(request)
+        except Exception as exc:
+            return _failure(exc)
 
     def check_health(self) -> None:
         if not self.runtime.ready:
