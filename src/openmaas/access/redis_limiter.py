@@ -4,14 +4,15 @@ Each counter is a hash (``s``: its window's start, ``u``: used, ``h``: held by
 reservations, in milliseconds and units) and a sorted set of its reservations
 (``<key>:held``, members ``<id>:<amount>`` scored by expiry). The scripts name the sorted
 set after the hash, so the limiter needs a single Redis (standalone or with Sentinel),
-not a Redis Cluster. The scripts are registered once (SCRIPT LOAD) and
-called with EVALSHA (loaded again if Redis forgets them), so a request costs one script
-call however many limits apply; Redis runs a script alone, which makes "all windows or
-none" atomic across processes. Time is Redis' own clock, the same for every replica.
+not a Redis Cluster. Redis runs a script alone, which makes "all windows or none" atomic
+across processes. Time is Redis' own clock, the same for every replica.
 
-Calls made while the event loop is busy with other requests leave together: the calls
-of one loop iteration are written as one pipeline and read back in one go, so under
-load a worker pays one round trip for many requests (each still its own script run).
+The four steps (acquire, settle, renew, add) are functions of one script, registered
+once (SCRIPT LOAD) and called with EVALSHA (loaded again if Redis forgets it). Calls
+made while the event loop is busy with other requests, or while the previous call to
+Redis is out, leave together as one EVALSHA that runs each of them in turn: under load a
+worker pays one command, one round trip and one reply for many requests. Packing and
+reading a command per request in the client cost more than the scripts cost Redis.
 
 A failure of the store is ``ServiceUnavailable``, or, with ``limits_fail_open``, a
 request admitted uncounted (see ``limiter.py``).
@@ -39,8 +40,11 @@ from openmaas.domain.plans import Metric
 _CONNECTIONS = 64
 # Redis answers in well under a millisecond; one that takes seconds is down or hanging.
 _TIMEOUT_S = 2.0
-# One script call waiting for the next pipeline: script, keys, arguments, its reply.
-_Call = tuple[Any, list[str], list[Any], "asyncio.Future[Any]"]
+# Calls per script run: Redis serves nobody else while a script runs.
+_MOST_PER_BATCH = 256
+# One step waiting for the next batch: its operation, keys, two arguments, its reply.
+_Call = tuple[int, list[str], str, str, "asyncio.Future[Any]"]
+_ACQUIRE_OP, _SETTLE_OP, _RENEW_OP, _ADD_OP = 1, 2, 3, 4
 
 # Arguments travel as few strings as possible: packing each one costs the client more
 # than the script costs Redis. Every script reads its numbers with _WORDS.
@@ -53,17 +57,14 @@ end
 """
 
 # KEYS: each counter's hash (its reservations are the sorted set "<key>:held").
-# ARGV[1]: "id input-tokens wanted-output least-output reservation-ms";
-# ARGV[2]: per counter "metric limit window-ms fixed-start-ms" (0: opens with first use).
+# First argument: "id input-tokens wanted-output least-output reservation-ms"; second:
+# per counter "metric limit window-ms fixed-start-ms" (0: opens with first use).
 # Reply: {1, allowance, then per counter: remaining, window end, window start}, or
 # {0, failed counter (1-based), remaining, window end}.
-_ACQUIRE = (
-    _WORDS
-    + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local head = words(ARGV[1])
-local spec = words(ARGV[2])
+_ACQUIRE = """
+local function acquire(KEYS, first, second)
+local head = words(first)
+local spec = words(second)
 local id = head[1]
 local input = tonumber(head[2])
 local allowance = tonumber(head[3])
@@ -144,16 +145,15 @@ for i = 1, n do
   out[#out + 1] = starts[i]
 end
 return out
+end
 """
-)
 
-# KEYS as above, for the hold's counters. ARGV[1]: "id input-used output-used";
-# ARGV[2]: per counter "metric amount-held window-start".
-_SETTLE = (
-    _WORDS
-    + """
-local head = words(ARGV[1])
-local spec = words(ARGV[2])
+# KEYS as above, for the hold's counters. First argument: "id input-used output-used";
+# second: per counter "metric amount-held window-start".
+_SETTLE = """
+local function settle(KEYS, first, second)
+local head = words(first)
+local spec = words(second)
 local id = head[1]
 local input = tonumber(head[2])
 local output = tonumber(head[3])
@@ -172,17 +172,15 @@ for i = 1, #KEYS do
   end
 end
 return 1
+end
 """
-)
 
-# KEYS as above. ARGV[1]: "id reservation-ms"; ARGV[2]: per counter "amount window-start".
-_RENEW = (
-    _WORDS
-    + """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local head = words(ARGV[1])
-local spec = words(ARGV[2])
+# KEYS as above. First argument: "id reservation-ms"; second: per counter
+# "amount window-start".
+_RENEW = """
+local function renew(KEYS, first, second)
+local head = words(first)
+local spec = words(second)
 for i = 1, #KEYS do
   local base = (i - 1) * 2
   if tonumber(redis.call('HGET', KEYS[i], 's')) == tonumber(spec[base + 2]) then
@@ -191,22 +189,62 @@ for i = 1, #KEYS do
   end
 end
 return 1
+end
+"""
+
+# KEYS: one counter's hash. First argument: "amount window-ms fixed-start-ms" (0: now).
+_ADD = """
+local function add(KEYS, first)
+local spec = words(first)
+if not redis.call('HGET', KEYS[1], 's') then
+  local start = tonumber(spec[3])
+  if start == 0 then start = now end
+  redis.call('HSET', KEYS[1], 's', start)
+  redis.call('PEXPIREAT', KEYS[1], start + tonumber(spec[2]))
+end
+redis.call('HINCRBY', KEYS[1], 'u', tonumber(spec[1]))
+return 1
+end
+"""
+
+# KEYS: every call's keys, in order. ARGV[1]: per call "operation key-count"; then two
+# arguments per call. Reply: each call's reply, or {-1, message} for a call that failed
+# (the others still ran: a script cannot undo what one call wrote before it failed).
+_BATCH = (
+    _WORDS
+    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+    + _ACQUIRE
+    + _SETTLE
+    + _RENEW
+    + _ADD
+    + """
+local steps = {acquire, settle, renew, add}
+local plan = words(ARGV[1])
+local replies = {}
+local taken = 0
+for c = 1, #plan / 2 do
+  local count = tonumber(plan[2 * c])
+  local keys = {}
+  for i = 1, count do keys[i] = KEYS[taken + i] end
+  taken = taken + count
+  local ok, reply = pcall(steps[tonumber(plan[2 * c - 1])], keys, ARGV[2 * c], ARGV[2 * c + 1])
+  if ok then
+    replies[c] = reply
+  else
+    if type(reply) == 'table' then reply = reply.err end
+    replies[c] = {-1, tostring(reply)}
+  end
+end
+return replies
 """
 )
 
-# KEYS: one counter's hash. ARGV: amount, window ms, fixed start ms (0: now).
-_ADD = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if not redis.call('HGET', KEYS[1], 's') then
-  local start = tonumber(ARGV[3])
-  if start == 0 then start = now end
-  redis.call('HSET', KEYS[1], 's', start)
-  redis.call('PEXPIREAT', KEYS[1], start + tonumber(ARGV[2]))
-end
-redis.call('HINCRBY', KEYS[1], 'u', ARGV[1])
-return 1
-"""
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ms(seconds: float | None) -> int:
@@ -233,36 +271,33 @@ class RedisLimiter(Limiter):
         )
         self.client = Redis(connection_pool=pool)
         self.prefix = f"{prefix}:limits:"
-        self._acquire = self.client.register_script(_ACQUIRE)
-        self._settle = self.client.register_script(_SETTLE)
-        self._renew = self.client.register_script(_RENEW)
-        self._add = self.client.register_script(_ADD)
+        self._batch = self.client.register_script(_BATCH)
         self._ttl_ms = _ms(reservation_ttl)
         self._loaded = False
         self._pending: list[_Call] = []
+        self._flush_scheduled = False
+        self._in_flight = False
         self._sends: set[asyncio.Task[None]] = set()
 
     def _keys(self, counters: Sequence[Counter]) -> list[str]:
         return [self.prefix + counter.key for counter in counters]
 
-    async def _load(self) -> None:
-        for script in (self._acquire, self._settle, self._renew, self._add):
-            await self.client.script_load(script.script)
-        self._loaded = True
-
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a script in the next pipeline this worker sends; its reply (None: failed
-        and failing open)."""
+    async def _call(self, operation: int, keys: list[str], first: str, second: str = "") -> Any:
+        """Run one step in the next batch this worker sends; its reply (None: failed and
+        failing open)."""
         try:
             if not self._loaded:
-                await self._load()
-            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._pending.append((script, keys, args, future))
-            if len(self._pending) == 1:
-                asyncio.get_running_loop().call_soon(self._flush)
+                await self.client.script_load(self._batch.script)
+                self._loaded = True
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+            self._pending.append((operation, keys, first, second, future))
+            if not self._flush_scheduled and not self._in_flight:
+                self._flush_scheduled = True
+                loop.call_soon(self._flush)
             reply = await future
         except Exception as exc:
-            self._loaded = False  # a Redis that comes back may have forgotten the scripts
+            self._loaded = False  # a Redis that comes back may have forgotten the script
             self._failed(exc)
             return None
         if self.degraded:
@@ -283,30 +318,38 @@ class RedisLimiter(Limiter):
         return answered
 
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
+        """Send what waits as one batch; calls made meanwhile wait for its reply."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        batch = self._pending[:_MOST_PER_BATCH]
+        del self._pending[:_MOST_PER_BATCH]
+        self._in_flight = True
         task = asyncio.create_task(self._send(batch))
         self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
+        task.add_done_callback(self._sent)
 
-    async def _send(
-        self, batch: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]]
-    ) -> None:
-        from redis.exceptions import NoScriptError
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        self._in_flight = False
+        if self._pending and not self._flush_scheduled:
+            self._flush()
 
+    async def _send(self, batch: list[_Call]) -> None:
+        from redis.exceptions import NoScriptError, ResponseError
+
+        plan = " ".join(f"{operation} {len(keys)}" for operation, keys, *_rest in batch)
+        keys = [key for _op, call_keys, *_rest in batch for key in call_keys]
+        args = [plan]
+        for _op, _keys, first, second, _future in batch:
+            args += (first, second)
         try:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for script, keys, args, _future in batch:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                # Redis restarted or was flushed: register the scripts again, run once more.
-                await self._load()
-                replies = [
-                    await script(keys=keys, args=args)
-                    if isinstance(reply, NoScriptError)
-                    else reply
-                    for (script, keys, args, _f), reply in zip(batch, replies, strict=True)
-                ]
+            try:
+                replies = await self.client.evalsha(self._batch.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # Redis restarted or was flushed: nothing ran; register the script again.
+                await self.client.script_load(self._batch.script)
+                replies = await self.client.evalsha(self._batch.sha, len(keys), *keys, *args)
         except Exception as exc:
             for *_call, future in batch:
                 if not future.done():
@@ -315,8 +358,8 @@ class RedisLimiter(Limiter):
         for (*_call, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
+            if isinstance(reply, list) and reply and reply[0] == -1:
+                future.set_exception(ResponseError(_text(reply[1])))
             else:
                 future.set_result(reply)
 
@@ -327,8 +370,7 @@ class RedisLimiter(Limiter):
             f"{demand.least_output} {self._ttl_ms}"
         )
         spec = " ".join(f"{int(c.metric)} {c.limit} {_ms(c.span)} {_ms(c.start)}" for c in counters)
-        args = [head, spec]
-        reply = await self._call(self._acquire, self._keys(counters), args)
+        reply = await self._call(_ACQUIRE_OP, self._keys(counters), head, spec)
         if reply is None:  # the store failed and the operator chose to fail open
             until = time.time() + 1
             uncounted = tuple(WindowState(c.limit, c.limit, until) for c in counters)
@@ -360,21 +402,20 @@ class RedisLimiter(Limiter):
             f"{int(counter.metric)} {amount} {int(start)}"
             for counter, amount, start in zip(hold.counters, hold.amounts, hold.starts, strict=True)
         )
-        args = [f"{hold.id} {input_tokens} {output_tokens}", spec]
-        await self._call(self._settle, self._keys(hold.counters), args)
+        head = f"{hold.id} {input_tokens} {output_tokens}"
+        await self._call(_SETTLE_OP, self._keys(hold.counters), head, spec)
 
     async def renew(self, hold: Hold) -> None:
         spec = " ".join(
             f"{amount} {int(start)}"
             for amount, start in zip(hold.amounts, hold.starts, strict=True)
         )
-        await self._call(
-            self._renew, self._keys(hold.counters), [f"{hold.id} {self._ttl_ms}", spec]
-        )
+        await self._call(_RENEW_OP, self._keys(hold.counters), f"{hold.id} {self._ttl_ms}", spec)
 
     async def add(self, counter: Counter, amount: int) -> None:
         key = self.prefix + counter.key
-        await self._call(self._add, [key], [amount, _ms(counter.span), _ms(counter.start)])
+        spec = f"{amount} {_ms(counter.span)} {_ms(counter.start)}"
+        await self._call(_ADD_OP, [key], spec)
 
     async def close(self) -> None:
         if self._sends:

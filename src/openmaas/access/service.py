@@ -86,6 +86,21 @@ class AccessService:
         check_user(user)
         return Principal(user.username, user.role, user_id=user.id), session
 
+    async def identify_session_now(self, cookie: str | None) -> tuple[Principal, Session] | None:
+        """``identify_session``, reading the snapshot again for a user it does not know.
+
+        With several workers, a user who signs up on one and whose next request reaches
+        another would otherwise be a stranger there until its next poll. Only a cookie
+        this platform signed can cost the (one version read) refresh.
+        """
+        found = self.identify_session(cookie)
+        if found is None:
+            session = self.sessions.read(cookie)
+            if session is not None and session.user_id not in self.snapshots.current.users:
+                await self.snapshots.refresh_if_changed()
+                found = self.identify_session(cookie)
+        return found
+
     async def authenticate(self, key: str | None) -> Principal:
         """A management caller: the admin key or a personal key (not an application's)."""
         identity = self.identify_key(key)

@@ -110,7 +110,7 @@ def client_address(request: Request) -> str | None:
 
 async def end_session(platform: Platform, request: Request) -> None:
     try:
-        found = platform.access.identify_session(request.cookies.get(SESSION_COOKIE))
+        found = await platform.access.identify_session_now(request.cookies.get(SESSION_COOKIE))
     except Forbidden:  # a disabled account: its sessions do not work anyway
         return
     if found is not None and found[0].user_id is not None:
@@ -120,7 +120,7 @@ async def end_session(platform: Platform, request: Request) -> None:
 @router.get("/session")
 async def current_session(request: Request, platform: PlatformDep) -> dict[str, Any]:
     """The logged-in user and the CSRF token pages put in their forms."""
-    found = platform.access.identify_session(request.cookies.get(SESSION_COOKIE))
+    found = await platform.access.identify_session_now(request.cookies.get(SESSION_COOKIE))
     if found is None:
         raise Unauthorized("not logged in", code="missing_credentials")
     principal, session = found

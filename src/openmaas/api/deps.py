@@ -45,7 +45,7 @@ async def _identify(request: Request, platform: Platform) -> Principal:
     key = credential_from_headers(request.headers)
     if key is not None:
         return await platform.access.authenticate(key)
-    found = platform.access.identify_session(request.cookies.get(SESSION_COOKIE))
+    found = await platform.access.identify_session_now(request.cookies.get(SESSION_COOKIE))
     if found is None:
         raise Unauthorized(
             "log in, or send an API key (Authorization: Bearer <key> or X-API-Key)",

@@ -154,7 +154,7 @@ async def visible_to(platform: Platform, request: Request) -> Visible | None:
         if identity.key is not None and identity.key.application_id is not None:
             return platform.gate.model_filter(request.headers)
         return await allowed_models(platform, identity.principal)
-    found = platform.access.identify_session(request.cookies.get(SESSION_COOKIE))
+    found = await platform.access.identify_session_now(request.cookies.get(SESSION_COOKIE))
     if found is None:
         return None
     return await allowed_models(platform, found[0])
