@@ -21,6 +21,7 @@ request admitted uncounted (see ``limiter.py``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -72,7 +73,7 @@ local least = tonumber(head[4])
 if allowance <= 0 then least = 0 end
 local ttl = tonumber(head[5])
 local n = #KEYS
-local frees, starts, ends = {}, {}, {}
+local frees, starts, ends, fresh = {}, {}, {}, {}
 for i = 1, n do
   local base = (i - 1) * 4
   local metric = tonumber(spec[base + 1])
@@ -100,6 +101,7 @@ for i = 1, n do
   else
     start = tonumber(spec[base + 4])
     if start == 0 then start = now end
+    fresh[i] = true
   end
   local free = limit - used - holding
   local ok
@@ -130,7 +132,8 @@ for i = 1, n do
   elseif metric == 1 then amount = input
   elseif metric == 2 then amount = allowance
   else amount = input + allowance end
-  if redis.call('HSETNX', counter, 's', starts[i]) == 1 then
+  if fresh[i] then
+    redis.call('HSET', counter, 's', starts[i])
     redis.call('PEXPIREAT', counter, ends[i])
   end
   if metric == 0 then
@@ -245,6 +248,12 @@ return replies
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _spec(counter: Counter) -> str:
+    """A counter as the acquire step reads it (the same few counters come again and again)."""
+    return f"{int(counter.metric)} {counter.limit} {_ms(counter.span)} {_ms(counter.start)}"
 
 
 def _ms(seconds: float | None) -> int:
@@ -369,7 +378,7 @@ class RedisLimiter(Limiter):
             f"{hold_id} {demand.input_tokens} {demand.output_tokens} "
             f"{demand.least_output} {self._ttl_ms}"
         )
-        spec = " ".join(f"{int(c.metric)} {c.limit} {_ms(c.span)} {_ms(c.start)}" for c in counters)
+        spec = " ".join([_spec(counter) for counter in counters])
         reply = await self._call(_ACQUIRE_OP, self._keys(counters), head, spec)
         if reply is None:  # the store failed and the operator chose to fail open
             until = time.time() + 1
