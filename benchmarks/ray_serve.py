@@ -38,7 +38,7 @@ from openmaas.client import Client
 from openmaas.demo.training import train_binary_classifier
 from openmaas.runtimes import ArtifactSpec
 
-ADMIN_KEY = "om_benchmark_admin_key"
+ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"  # 32 characters at least
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROW = [0.5, 0.8, 0.2]
 V2_BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": ROW}]}
