@@ -9,9 +9,9 @@ across processes. Time is Redis' own clock, the same for every replica.
 
 The four steps (acquire, settle, renew, add) are functions of one script, registered
 once (SCRIPT LOAD) and called with EVALSHA (loaded again if Redis forgets it). Calls
-made while the event loop is busy with other requests, or while the previous call to
-Redis is out, leave together as one EVALSHA that runs each of them in turn: under load a
-worker pays one command, one round trip and one reply for many requests. Packing and
+made while the event loop is busy with other requests, or while two calls to Redis are
+out, leave together as one EVALSHA that runs each of them in turn: under load a worker
+pays one command, one round trip and one reply for many requests. Packing and
 reading a command per request in the client cost more than the scripts cost Redis.
 
 A failure of the store is ``ServiceUnavailable``, or, with ``limits_fail_open``, a
@@ -43,6 +43,9 @@ _CONNECTIONS = 64
 _TIMEOUT_S = 2.0
 # Calls per script run: Redis serves nobody else while a script runs.
 _MOST_PER_BATCH = 256
+# Batches out at once. One would make a request wait behind the settlement of the one
+# before it (a round trip more at low concurrency); more only makes the batches smaller.
+_MOST_IN_FLIGHT = 2
 # One step waiting for the next batch: its operation, keys, two arguments, its reply.
 _Call = tuple[int, list[str], str, str, "asyncio.Future[Any]"]
 _ACQUIRE_OP, _SETTLE_OP, _RENEW_OP, _ADD_OP = 1, 2, 3, 4
@@ -285,7 +288,7 @@ class RedisLimiter(Limiter):
         self._loaded = False
         self._pending: list[_Call] = []
         self._flush_scheduled = False
-        self._in_flight = False
+        self._in_flight = 0
         self._sends: set[asyncio.Task[None]] = set()
 
     def _keys(self, counters: Sequence[Counter]) -> list[str]:
@@ -301,7 +304,7 @@ class RedisLimiter(Limiter):
             loop = asyncio.get_running_loop()
             future: asyncio.Future[Any] = loop.create_future()
             self._pending.append((operation, keys, first, second, future))
-            if not self._flush_scheduled and not self._in_flight:
+            if not self._flush_scheduled and self._in_flight < _MOST_IN_FLIGHT:
                 self._flush_scheduled = True
                 loop.call_soon(self._flush)
             reply = await future
@@ -333,14 +336,14 @@ class RedisLimiter(Limiter):
             return
         batch = self._pending[:_MOST_PER_BATCH]
         del self._pending[:_MOST_PER_BATCH]
-        self._in_flight = True
+        self._in_flight += 1
         task = asyncio.create_task(self._send(batch))
         self._sends.add(task)
         task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sends.discard(task)
-        self._in_flight = False
+        self._in_flight -= 1
         if self._pending and not self._flush_scheduled:
             self._flush()
 

@@ -1,13 +1,12 @@
 """The HTTP/1.1 parser the server runs: httptools, with the request head bounded.
 
 uvicorn offers two parsers. h11 bounds the request line and headers, but parsing in pure
-Python costs a gateway request more than its whole policy (measured on /v1 in front of a
-fast backend: about 40% of the throughput at concurrency 32). httptools parses in C but
-buffers a request line or header of any length, so a client could make the server hold
-gigabytes. This protocol keeps httptools and counts the bytes of each request's head:
-past ``h11_max_incomplete_event_size`` (uvicorn's setting for the same limit, which
-``openmaas serve`` sets from ``OPENMAAS_MAX_HEADER_BYTES``) the request is answered 431
-and the connection closed.
+Python cost a fifth of the gateway's /v1 throughput in front of a fast backend. httptools
+parses in C but buffers a request line or header of any length, so a client could make
+the server hold gigabytes. This protocol keeps httptools and counts the bytes of each
+request's head: past ``h11_max_incomplete_event_size`` (uvicorn's setting for the same
+limit, which ``openmaas serve`` sets from ``OPENMAAS_MAX_HEADER_BYTES``) the request is
+answered 431 and the connection closed.
 """
 
 from __future__ import annotations
