@@ -146,3 +146,20 @@ def test_a_routed_tensor_request_has_a_routing_span(traced: Traced) -> None:
     assert failed.status_code == 404
     ghost, _trace = _tree(traced.spans, "predict ghost")
     assert ghost.attributes["http.response.status_code"] == 404
+
+
+def test_the_collector_provider_samples_as_opentelemetry_variables_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tracing every request costs half the throughput at concurrency 32; the standard
+    ``OTEL_TRACES_SAMPLER`` variables choose a share, and unchosen traces record nothing."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    provider = tracing.provider_for("http://127.0.0.1:9", "openmaas")
+    try:
+        assert "TraceIdRatioBased{0.25}" in provider.sampler.get_description()
+        tracer = provider.get_tracer("openmaas-test")
+        recorded = [tracer.start_span("infer").is_recording() for _ in range(400)]
+        assert 40 < sum(recorded) < 160  # about a quarter of 400 root spans
+    finally:
+        provider.shutdown()

@@ -7,6 +7,7 @@ POST without the right one is refused before anything else is looked at.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import re
 import secrets
@@ -174,6 +175,12 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page(request: Request) -> Response:
+            # The pages read the session synchronously; a user another worker created
+            # moments ago is looked up first (see ``identify_session_now``). A disabled
+            # account is the pages' own business (``visitor``).
+            with contextlib.suppress(OpenMaaSError):
+                cookie = request.cookies.get(SESSION_COOKIE)
+                await platform_of(request).access.identify_session_now(cookie)
             try:
                 return await handler(request)
             except LoginRequired:
