@@ -289,25 +289,16 @@ def _ray_errors() -> tuple[type[Exception], ...]:
     return ray_errors.RayError, RayServeException
 
 
-class RayTensorRuntime(TensorRuntime):
-    """A tensor model whose replicas run on Ray Serve, called through a deployment handle."""
+class _OnRay:
+    """What every runtime whose replicas run on Ray Serve shares: the replicas, their
+    readiness, and no inspection of its own (the local runtime's is used)."""
 
     name = "ray"
-
-    def __init__(self, placement: RayPlacement, runtime_name: str, spec: ArtifactSpec) -> None:
-        super().__init__(spec)
-        self.placement = placement
-        self.runtime_name = runtime_name
-        self.replicas = Replicas(placement)
+    replicas: Replicas
 
     @classmethod
     def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
         raise NotImplementedError
-
-    async def load(self) -> None:
-        await self.replicas.deploy(ModelReplica, self.runtime_name, self.spec)
-        if self.signature.empty:
-            self.signature = Signature.from_dict(await self.replicas.call("signature"))
 
     async def unload(self) -> None:
         self.replicas.forget()
@@ -316,18 +307,41 @@ class RayTensorRuntime(TensorRuntime):
     def ready(self) -> bool:
         return self.replicas.handle is not None
 
+
+class RayTensorRuntime(_OnRay, TensorRuntime):
+    """A tensor model whose replicas run on Ray Serve, called through a deployment handle."""
+
+    def __init__(self, placement: RayPlacement, runtime_name: str, spec: ArtifactSpec) -> None:
+        super().__init__(spec)
+        self.placement = placement
+        self.runtime_name = runtime_name
+        self.replicas = Replicas(placement)
+
+    async def load(self) -> None:
+        await self.replicas.deploy(ModelReplica, self.runtime_name, self.spec)
+        if self.signature.empty:
+            self.signature = Signature.from_dict(await self.replicas.call("signature"))
+
     async def infer(self, inputs: Tensors, outputs: Sequence[str] | None = None) -> Tensors:
         return dict(await self.replicas.call("infer", inputs, list(outputs or ()) or None))
 
 
-class RayChatRuntime(ChatRuntime):
-    """A text generator whose replicas run on Ray Serve.
+class _CountsInGateway(_OnRay):
+    """A language model on Ray whose tokens the gateway counts itself, with the model's
+    tokenizer alone: plans reserve them before the call reaches a replica."""
 
-    The gateway counts tokens before the model runs (plans reserve them), so it loads the
-    model's tokenizer here, not its weights; generation happens in the replicas.
-    """
+    tokens: TransformersRuntime | SentenceTransformersRuntime
 
-    name = "ray"
+    def count_tokens(self, text: str) -> int:
+        return self.tokens.count_tokens(text)
+
+    def prompt_tokens(self, request: dict[str, Any]) -> int:
+        return self.tokens.prompt_tokens(request)
+
+
+class RayChatRuntime(_CountsInGateway, ChatRuntime):
+    """A text generator whose replicas run on Ray Serve; the gateway loads its tokenizer,
+    not its weights."""
 
     def __init__(
         self, placement: RayPlacement, tokens: TransformersRuntime, spec: ArtifactSpec
@@ -337,32 +351,15 @@ class RayChatRuntime(ChatRuntime):
         self.tokens = tokens
         self.replicas = Replicas(placement)
 
-    @classmethod
-    def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
-        raise NotImplementedError
-
     async def load(self) -> None:
         await self.tokens.load_tokenizer()
         await self.replicas.deploy(LanguageReplica, self.tokens.name, self.spec)
         if self.signature.empty:
             self.signature = GENERATION_SIGNATURE
 
-    async def unload(self) -> None:
-        self.replicas.forget()
-
-    @property
-    def ready(self) -> bool:
-        return self.replicas.handle is not None
-
-    def count_tokens(self, text: str) -> int:
-        return self.tokens.count_tokens(text)
-
     @property
     def default_max_tokens(self) -> int:  # type: ignore[override]
         return self.tokens.default_max_tokens
-
-    def prompt_tokens(self, request: dict[str, Any]) -> int:
-        return self.tokens.prompt_tokens(request)
 
     def prompt_tokens_at_most(self, request: dict[str, Any]) -> int:
         return self.tokens.prompt_tokens_at_most(request)
@@ -380,14 +377,8 @@ class RayChatRuntime(ChatRuntime):
         return self.replicas.stream("complete_stream", request)
 
 
-class RayEmbeddingRuntime(EmbeddingRuntime):
-    """A sentence-transformers model whose replicas run on Ray Serve.
-
-    As for a generator, the gateway counts the input's tokens itself (plans reserve them
-    before the call) with the model's tokenizer alone; the replicas embed.
-    """
-
-    name = "ray"
+class RayEmbeddingRuntime(_CountsInGateway, EmbeddingRuntime):
+    """A sentence-transformers model whose replicas run on Ray Serve; the replicas embed."""
 
     def __init__(
         self, placement: RayPlacement, tokens: SentenceTransformersRuntime, spec: ArtifactSpec
@@ -397,28 +388,11 @@ class RayEmbeddingRuntime(EmbeddingRuntime):
         self.tokens = tokens
         self.replicas = Replicas(placement)
 
-    @classmethod
-    def inspect(cls, spec: ArtifactSpec) -> Signature:  # pragma: no cover - never registered
-        raise NotImplementedError
-
     async def load(self) -> None:
         await self.tokens.load_tokenizer()
         await self.replicas.deploy(EmbeddingReplica, self.tokens.name, self.spec)
         if self.signature.empty:
             self.signature = Signature.from_dict(await self.replicas.call("signature"))
-
-    async def unload(self) -> None:
-        self.replicas.forget()
-
-    @property
-    def ready(self) -> bool:
-        return self.replicas.handle is not None
-
-    def count_tokens(self, text: str) -> int:
-        return self.tokens.count_tokens(text)
-
-    def prompt_tokens(self, request: dict[str, Any]) -> int:
-        return self.tokens.prompt_tokens(request)
 
     async def embed(self, request: dict[str, Any]) -> dict[str, Any]:
         return dict(await self.replicas.call("embed", request))
