@@ -74,6 +74,43 @@ def _wait_running(admin: httpx.Client, endpoint: str, replicas: int, timeout: fl
         time.sleep(0.5)
 
 
+def _kill_a_replica_under_load(
+    platform: RayPlatform, app_name: str, path: str, body: dict[str, Any], seconds: float
+) -> list[int]:
+    """Four clients call ``path`` while one of the application's replica actors is
+    killed; the statuses they got. Every 503 must say when to come back."""
+    import ray
+
+    statuses: list[int] = []
+    missing_retry_after: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=platform.url, timeout=60) as client:
+            client.headers["Authorization"] = platform.admin.headers["Authorization"]
+            while not stop.is_set():
+                response = client.post(path, json=body)
+                statuses.append(response.status_code)
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    missing_retry_after.append(response.status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        ray.kill(_replica_actors(app_name)[0], no_restart=True)
+        time.sleep(seconds)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
+    assert statuses.count(200) > len(statuses) // 2
+    assert not missing_retry_after
+    return statuses
+
+
 @pytest.fixture(scope="module")
 def classifier_on_ray(ray_platform: RayPlatform, tmp_path_factory: pytest.TempPathFactory) -> str:
     """``binary_classifier`` registered and deployed on two Ray replicas: its endpoint."""
@@ -168,41 +205,11 @@ def test_predict_and_v2_through_the_gateway_with_keys_and_plans(
 def test_a_replica_killed_under_load_costs_no_500(
     ray_platform: RayPlatform, classifier_on_ray: str
 ) -> None:
-    import ray
-
     app_name = ray_platform.admin.get(f"/deployments/{classifier_on_ray}").json()["ray"][
         "application"
     ]
-    statuses: list[int] = []
-    missing_retry_after: list[int] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=ray_platform.url, timeout=60) as client:
-            client.headers["Authorization"] = ray_platform.admin.headers["Authorization"]
-            while not stop.is_set():
-                response = client.post(
-                    "/predict", json={"model_name": classifier_on_ray, "input": ROWS}
-                )
-                statuses.append(response.status_code)
-                if response.status_code == 503 and "retry-after" not in response.headers:
-                    missing_retry_after.append(response.status_code)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(1.0)
-        victim = _replica_actors(app_name)[0]
-        ray.kill(victim, no_restart=True)
-        time.sleep(4.0)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
-    assert statuses.count(200) > len(statuses) // 2
-    assert not missing_retry_after
+    body = {"model_name": classifier_on_ray, "input": ROWS}
+    _kill_a_replica_under_load(ray_platform, app_name, "/predict", body, seconds=4.0)
     # Ray replaces the replica it lost.
     _wait_running(ray_platform.admin, classifier_on_ray, 2, timeout=90)
     after = ray_platform.admin.post(
@@ -363,41 +370,15 @@ def test_a_generator_replica_killed_under_load_costs_no_failed_request(
     ray_platform: RayPlatform, chat_on_ray: str
 ) -> None:
     """Generations in flight on a replica that dies are run again on the other one."""
-    import ray
-
     described = _wait_running(ray_platform.admin, chat_on_ray, 2, timeout=120)
-    statuses: list[int] = []
-    missing_retry_after: list[int] = []
-    stop = threading.Event()
     body = {
         "model": chat_on_ray,
         "messages": [{"role": "user", "content": "Tell a story"}],
         "max_tokens": 16,
     }
-
-    def load() -> None:
-        with httpx.Client(base_url=ray_platform.url, timeout=60) as client:
-            client.headers["Authorization"] = ray_platform.admin.headers["Authorization"]
-            while not stop.is_set():
-                response = client.post("/v1/chat/completions", json=body)
-                statuses.append(response.status_code)
-                if response.status_code == 503 and "retry-after" not in response.headers:
-                    missing_retry_after.append(response.status_code)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(1.0)
-        victim = _replica_actors(described["ray"]["application"])[0]
-        ray.kill(victim, no_restart=True)
-        time.sleep(2.0)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-    assert statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
-    assert statuses.count(200) > len(statuses) // 2
-    assert not missing_retry_after
+    app_name = described["ray"]["application"]
+    statuses = _kill_a_replica_under_load(
+        ray_platform, app_name, "/v1/chat/completions", body, seconds=2.0
+    )
     # The requests the dead replica held were answered by the other one.
     assert 503 not in statuses, statuses
