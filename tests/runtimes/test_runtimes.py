@@ -101,6 +101,26 @@ def test_skops_with_untrusted_types_needs_permission(tmp_path: Path) -> None:
     assert error.value.code in ("untrusted_types", "invalid_artifact")
 
 
+def test_a_reloaded_skops_file_is_scanned_once_and_a_changed_one_again(tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
+    from openmaas.runtimes.sklearn import _untrusted_types
+
+    path = skops_file(tmp_path, regressor(), "model.skops")
+    for _ in range(3):  # loaded, evicted, loaded again: one scan
+        runtime = SklearnRuntime(ArtifactSpec(path=path))
+        asyncio.run(runtime.load())
+    info = _untrusted_types.cache_info()
+    assert info.hits >= 2
+    # The same path with other contents is scanned again, and refused without permission.
+    x = np.random.default_rng(4).normal(size=(20, 2))
+    sio.dump(RandomForestClassifier(n_estimators=2).fit(x, x[:, 0] > 0), path)  # trees
+    with pytest.raises(BadRequest) as error:
+        asyncio.run(SklearnRuntime(ArtifactSpec(path=path)).load())
+    assert error.value.code == "untrusted_types"
+
+
 def test_onnx_runtime(tmp_path: Path) -> None:
     model = classifier(features=4)
     rows = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)

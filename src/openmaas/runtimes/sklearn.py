@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -33,20 +35,34 @@ _ARGMAX_CLASSIFIERS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _untrusted_types(path: str, modified_ns: int, size: int) -> tuple[str, ...]:
+    """The types in a skops file that skops does not trust by default.
+
+    Scanning a file costs more than loading it. A model the cache evicted and loads again
+    is not scanned again: the key is the file as it is on disk (a changed file is a new
+    key, and is scanned).
+    """
+    import skops.io as sio
+
+    return tuple(sio.get_untrusted_types(file=Path(path)))
+
+
 def _load_estimator(spec: ArtifactSpec) -> Any:
     suffix = spec.path.suffix.lower()
     if suffix == ".skops":
         import skops.io as sio
 
         try:
-            untrusted = sio.get_untrusted_types(file=spec.path)
+            status = spec.path.stat()
+            untrusted = _untrusted_types(str(spec.path), status.st_mtime_ns, status.st_size)
             if untrusted and not spec.allow_code:
                 raise BadRequest(
                     "the skops file holds types that are not trusted by default: "
                     f"{', '.join(untrusted)}; an admin must allow code for this version",
                     code="untrusted_types",
                 )
-            return sio.load(spec.path, trusted=untrusted)
+            return sio.load(spec.path, trusted=list(untrusted))
         except BadRequest:
             raise
         except Exception as exc:
