@@ -1,11 +1,14 @@
-"""Shared pieces of the benchmarks: ports, readiness, and wrk with a JSON POST body."""
+"""Shared pieces of the benchmarks: ports, readiness, an OpenMaaS server, and wrk with a JSON
+POST body."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +33,45 @@ def wait_ready(url: str, timeout: float = 120, headers: dict[str, str] | None = 
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{url} did not become ready")
+
+
+ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"  # the server wants 32 characters at least
+
+
+def serve_openmaas(
+    directory: Path,
+    env: dict[str, str] | None = None,
+    *,
+    workers: int = 1,
+    pythonpath: str | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``openmaas serve`` on a free port with ``ADMIN_KEY``, once it is ready, and its URL.
+
+    Its output goes to ``<directory>.log``; a server that never becomes ready is reported
+    with the end of that log (a refused setting, a port taken), not a bare timeout.
+    """
+    port = free_port()
+    environment = {**os.environ, "OPENMAAS_ADMIN_KEY": ADMIN_KEY, "OPENMAAS_LOG_LEVEL": "warning"}
+    environment.update(env or {})
+    if pythonpath:
+        environment["PYTHONPATH"] = pythonpath
+    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
+    command += ["--workers", str(workers), "--port", str(port), "--data-dir", str(directory)]
+    log = directory.with_name(f"{directory.name}.log")
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=environment, stdout=output, stderr=output)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            wait_ready(f"{url}/health/ready", timeout=1)
+            return process, url
+        except RuntimeError:
+            if process.poll() is None and time.monotonic() < deadline:
+                continue
+        process.terminate()
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(f"OpenMaaS at {url} did not become ready:\n{tail}")
 
 
 def wrk(

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
+from benchmarks.loadgen import ADMIN_KEY, free_port, median_table, serve_openmaas, wait_ready, wrk
 
-ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"
 LITELLM_KEY = "sk-benchmark-master-key-0123456789abcdef"
 BARE_KEY = "bare-proxy-benchmark-key"
 # The production guide's settings that apply without a database: logging off.
@@ -93,7 +92,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs per row; the median is kept")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="openmaas-gateway-"))
-    ports = {name: free_port() for name in ("backend", "bare", "openmaas", "litellm")}
+    ports = {name: free_port() for name in ("backend", "bare", "litellm")}
     backend = f"http://127.0.0.1:{ports['backend']}"
     processes = [start([sys.executable, str(HERE / "fast_backend.py"), str(ports["backend"])])]
     bare_proxy = [sys.executable, str(HERE / "bare_proxy.py"), str(ports["bare"])]
@@ -114,16 +113,11 @@ def main() -> None:
             },
         )
     )
-    serve = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
-    serve += ["--port", str(ports["openmaas"]), "--data-dir", str(work / "openmaas")]
-    processes.append(
-        start(serve, {"OPENMAAS_ADMIN_KEY": ADMIN_KEY, "OPENMAAS_LOG_LEVEL": "warning"})
-    )
+    server, openmaas = serve_openmaas(work / "openmaas")
+    processes.append(server)
     results: dict[tuple[str, int], list[dict[str, float]]] = {}
     try:
-        openmaas = f"http://127.0.0.1:{ports['openmaas']}"
         litellm = f"http://127.0.0.1:{ports['litellm']}"
-        wait_ready(f"{openmaas}/health/ready")
         wait_ready(f"{litellm}/health/liveliness", timeout=300)
         ready = httpx.post(
             f"{litellm}/v1/chat/completions",

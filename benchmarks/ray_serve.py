@@ -33,12 +33,11 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
+from benchmarks.loadgen import ADMIN_KEY, free_port, median_table, serve_openmaas, wrk
 from openmaas.client import Client
 from openmaas.demo.training import train_binary_classifier
 from openmaas.runtimes import ArtifactSpec
 
-ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"  # 32 characters at least
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 ROW = [0.5, 0.8, 0.2]
 V2_BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": ROW}]}
@@ -99,22 +98,8 @@ def deploy_direct(model_file: Path) -> Any:
 
 
 def start_openmaas(directory: Path, address: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OPENMAAS_ADMIN_KEY": ADMIN_KEY,
-        "OPENMAAS_LOG_LEVEL": "warning",
-        "OPENMAAS_RAY_ADDRESS": address,
-        "OPENMAAS_RAY_APP_PREFIX": "bench-",
-    }
-    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
-    command += ["--port", str(port), "--data-dir", str(directory)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health/ready")
-    return process, url
+    env = {"OPENMAAS_RAY_ADDRESS": address, "OPENMAAS_RAY_APP_PREFIX": "bench-"}
+    return serve_openmaas(directory, env)
 
 
 def provision(url: str, model_file: Path) -> None:

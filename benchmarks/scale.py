@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -32,8 +31,13 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.loadgen import free_port, median_table, wait_ready, wrk, wrk_lua
-from benchmarks.v2_sklearn import ADMIN_KEY, AUTH, BODY
+from benchmarks.loadgen import (
+    median_table,
+    serve_openmaas,
+    wrk,
+    wrk_lua,
+)
+from benchmarks.v2_sklearn import AUTH, BODY
 from openmaas.demo.training import train_binary_classifier
 
 HOT = "m00000"
@@ -41,21 +45,9 @@ MODEL_BYTES = 1024 * 1024  # the cache counts a small model as at least 1 MiB
 
 
 def start_openmaas(directory: Path, cache_models: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "OPENMAAS_ADMIN_KEY": ADMIN_KEY,
-        "OPENMAAS_LOG_LEVEL": "warning",
-        "OPENMAAS_MODEL_CACHE_BYTES": str(cache_models * MODEL_BYTES),
-    }
-    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
-    command += ["--port", str(port), "--data-dir", str(directory)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    return serve_openmaas(
+        directory, {"OPENMAAS_MODEL_CACHE_BYTES": str(cache_models * MODEL_BYTES)}
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health/ready")
-    return process, url
 
 
 def resident_mib(process: subprocess.Popen[bytes]) -> float:

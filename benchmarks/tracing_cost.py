@@ -28,8 +28,8 @@ from typing import Any
 import uvicorn
 from packaging.requirements import Requirement
 
-from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
-from benchmarks.v2_sklearn import ADMIN_KEY, AUTH, BODY, provision
+from benchmarks.loadgen import free_port, median_table, serve_openmaas, wrk
+from benchmarks.v2_sklearn import AUTH, BODY, provision
 from openmaas.demo.training import train_binary_classifier
 
 
@@ -46,19 +46,7 @@ async def _sink(scope: Any, receive: Any, send: Any) -> None:
 def start(
     directory: Path, extra_env: dict[str, str], pythonpath: str | None = None
 ) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "OPENMAAS_ADMIN_KEY": ADMIN_KEY, "OPENMAAS_LOG_LEVEL": "warning"}
-    env.update(extra_env)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
-    command += ["--port", str(port), "--data-dir", str(directory)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health/ready")
-    return process, url
+    return serve_openmaas(directory, extra_env, pythonpath=pythonpath)
 
 
 def unpack(revision: str, into: Path) -> Path:

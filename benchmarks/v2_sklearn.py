@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,27 +25,17 @@ import httpx
 import joblib
 import skops.io as sio
 
-from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
+from benchmarks.loadgen import ADMIN_KEY, free_port, median_table, serve_openmaas, wait_ready, wrk
 from openmaas.client import Client
 from openmaas.demo.training import train_binary_classifier
 
-ADMIN_KEY = "om_benchmark_admin_key_0123456789abcdef"
 BODY = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [0.5, 0.8, 0.2]}]}
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 Row = tuple[str, int, str, dict[str, str]]  # name, concurrency, url, headers
 
 
 def start_openmaas(directory: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "OPENMAAS_ADMIN_KEY": ADMIN_KEY, "OPENMAAS_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
-    command += ["--port", str(port), "--data-dir", str(directory)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health/ready")
-    return process, url
+    return serve_openmaas(directory)
 
 
 def start_mlserver(binary: str, directory: Path, model_file: Path) -> tuple[subprocess.Popen, str]:

@@ -16,7 +16,6 @@ Run from the repository root: ``.venv/bin/python -m benchmarks.workers``.
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import subprocess
 import sys
@@ -26,9 +25,9 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.loadgen import free_port, median_table, wait_ready, wrk
+from benchmarks.loadgen import free_port, median_table, serve_openmaas, wrk
 from benchmarks.policy_cost import CHAT, provision
-from benchmarks.v2_sklearn import ADMIN_KEY, BODY
+from benchmarks.v2_sklearn import BODY
 from openmaas.demo.training import train_binary_classifier
 
 INFER = "/v2/models/binary_classifier/infer"
@@ -36,23 +35,12 @@ COMPLETIONS = "/v1/chat/completions"
 
 
 def start(directory: Path, workers: int, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     env = {
-        **os.environ,
-        "OPENMAAS_ADMIN_KEY": ADMIN_KEY,
-        "OPENMAAS_LOG_LEVEL": "warning",
         "OPENMAAS_REDIS_URL": redis_url,
         # Counters of earlier runs must not count against this one.
         "OPENMAAS_REDIS_PREFIX": f"bench-{secrets.token_hex(4)}",
     }
-    command = [sys.executable, "-m", "openmaas.cli", "serve", "--no-demo"]
-    command += ["--workers", str(workers), "--port", str(port), "--data-dir", str(directory)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health/ready")
-    return process, url
+    return serve_openmaas(directory, env, workers=workers)
 
 
 def wait_all_workers(url: str, key: str, timeout: float = 120) -> None:
