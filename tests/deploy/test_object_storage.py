@@ -31,8 +31,8 @@ from openmaas.testing import FakeOpenAI
 from tests.accounts import Factory, await_key_everywhere
 from tests.conftest import ADMIN_KEY, make_settings
 from tests.deploy.balancer import Balancer
+from tests.deploy.bucket import BUCKET, PREFIX, Bucket
 from tests.models import classifier, skops_file
-from tests.proxy import TcpProxy
 from tests.servers import (
     drop_redis_prefix,
     free_port,
@@ -46,49 +46,9 @@ from tests.serving.helpers import deploy, register
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
-BUCKET = "openmaas-artifacts"
-PREFIX = "replicas"
 ROW = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
-
-
-@dataclass
-class Bucket:
-    proxy: TcpProxy  # between the replicas and the S3 server
-    endpoint: str  # the proxy's URL
-    direct: str  # the S3 server's own URL, for the test's checks
-
-    def client(self):  # type: ignore[no-untyped-def]
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.direct,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    def keys(self, under: str = "") -> list[str]:
-        listing = self.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{under}")
-        return sorted(item["Key"] for item in listing.get("Contents", []))
-
-
-@pytest.fixture(scope="module")
-def bucket() -> Iterator[Bucket]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        with TcpProxy(host, port) as proxy:
-            found = Bucket(proxy, f"http://127.0.0.1:{proxy.port}", f"http://{host}:{port}")
-            found.client().create_bucket(Bucket=BUCKET)
-            yield found
-    finally:
-        server.stop()
 
 
 def test_a_local_store_moves_to_the_bucket_with_one_command(bucket: Bucket, tmp_path: Path) -> None:
